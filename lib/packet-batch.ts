@@ -1,7 +1,7 @@
 // MetaPacket batches stored by column: one typed array per field, reused from batch to batch,
 // so that decoding a frame or reading a packet never allocates. The wire form is the
 // PacketBatch message in proto/flowtap.proto (one `bytes` field per column).
-import { flowtap } from '../proto/gen/flowtap';
+import { flowtap } from './proto';
 
 export const PACKET_BATCH_DEFAULT_CAPACITY = 1024;
 export const DEFAULT_PAYLOAD_CUT = 1024;
