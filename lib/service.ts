@@ -1,0 +1,201 @@
+// The shell every service shares: config, logs, metrics server, runtime directory, the inlet
+// and outlets, the receive loop with end-of-stream accounting, and orderly exits. A service's
+// main.ts supplies only what is its own: how to handle each kind of batch and how to flush.
+import { ConfigError, loadConfig, type Config, type ServiceName } from './config';
+import { Logger } from './log';
+import { ServiceMetrics } from './metrics';
+import { flowtap } from './proto';
+import { downstreamsOf, endpointOf, prepareRuntimeDir, UPSTREAMS } from './topology';
+import { Inlet, Kind, Outlet } from './transport';
+
+export const kindName = (kind: number): string => flowtap.MessageKind[kind] ?? `unknown_${kind}`;
+
+/** Messages a service may send to the `flowtap replay` command that started it (Node IPC). */
+export type ParentMessage =
+  | { type: 'progress'; bytes: number; totalBytes: number; packets: number }
+  | { type: 'summary'; service: string; counts: Record<string, number> };
+
+export class ServiceContext {
+  readonly log: Logger;
+  readonly metrics: ServiceMetrics;
+  /** True when started by `flowtap replay`: exit once the stream has ended and is flushed. */
+  readonly replay = process.env.FLOWTAP_MODE === 'replay';
+  private readonly outlets = new Map<ServiceName, Outlet>();
+
+  constructor(readonly name: ServiceName, readonly config: Config) {
+    this.log = new Logger(name, config.log_level);
+    this.metrics = new ServiceMetrics(name);
+  }
+
+  outlet(target: ServiceName): Outlet {
+    let out = this.outlets.get(target);
+    if (!out) {
+      out = new Outlet(target, endpointOf(this.config.runtime_dir, target), this.config.transport.high_water_mark);
+      this.outlets.set(target, out);
+    }
+    return out;
+  }
+
+  /** Sends one encoded batch and counts it. */
+  async send(target: ServiceName, kind: number, body: Uint8Array, records: number): Promise<void> {
+    await this.outlet(target).send(kind, body);
+    const labels = { kind: kindName(kind), target };
+    this.metrics.batchesOut.inc(labels);
+    this.metrics.recordsOut.inc(labels, records);
+  }
+
+  /** Sends a control message to every downstream service. */
+  async broadcastControl(kind: flowtap.Control.Kind, timeUs: number): Promise<void> {
+    for (const target of downstreamsOf(this.name)) {
+      await this.outlet(target).sendControl(kind, timeUs, this.name);
+    }
+  }
+
+  tellParent(msg: ParentMessage): void {
+    if (this.replay && process.send) process.send(msg);
+  }
+
+  closeOutlets(): void {
+    for (const out of this.outlets.values()) out.close();
+  }
+}
+
+/**
+ * Collects records into batches of `batchSize` for one target, so that every message that
+ * crosses a process boundary carries many records.
+ */
+export class BatchOut<T> {
+  private pending: T[] = [];
+
+  constructor(
+    private readonly ctx: ServiceContext,
+    private readonly target: ServiceName,
+    private readonly kind: number,
+    private readonly encode: (records: T[]) => Uint8Array,
+    private readonly batchSize = ctx.config.transport.batch_size,
+  ) {}
+
+  readonly push = (record: T): void => {
+    this.pending.push(record);
+  };
+
+  get size(): number {
+    return this.pending.length;
+  }
+
+  /** Sends full batches; with `all`, the partial last one too. */
+  async flush(all = false): Promise<void> {
+    while (this.pending.length >= this.batchSize || (all && this.pending.length > 0)) {
+      const chunk = this.pending.length <= this.batchSize ? this.pending : this.pending.slice(0, this.batchSize);
+      this.pending = this.pending.length <= this.batchSize ? [] : this.pending.slice(this.batchSize);
+      await this.ctx.send(this.target, this.kind, this.encode(chunk), chunk.length);
+    }
+  }
+}
+
+export interface StageHandlers {
+  /** One received batch of `kind` (never CONTROL). Throwing counts the batch as malformed. */
+  onBatch(kind: number, body: Buffer): Promise<void>;
+  /** Packet time advanced to `timeUs` upstream while no data came. */
+  onTick(timeUs: number): Promise<void>;
+  /** Every upstream has ended: flush everything held; the shell then forwards END_OF_STREAM. */
+  onEndOfStream(): Promise<void>;
+}
+
+export interface ServiceDefinition {
+  name: ServiceName;
+  /** Builds the stage; for a source (capture), `run` produces the stream instead of onBatch. */
+  setup(ctx: ServiceContext): Promise<Partial<StageHandlers> & { run?(): Promise<void> }>;
+}
+
+function fail(log: Logger | undefined, name: string, err: unknown, code: number): never {
+  const msg = err instanceof Error ? err.message : String(err);
+  if (log) log.error(msg, { stack: err instanceof Error ? err.stack : undefined });
+  else process.stderr.write(`flowtap-${name}: ${msg}\n`);
+  process.exit(code);
+}
+
+export async function runService(def: ServiceDefinition): Promise<void> {
+  let config: Config;
+  try {
+    config = loadConfig();
+  } catch (err) {
+    fail(undefined, def.name, err, err instanceof ConfigError ? 2 : 1);
+  }
+  const ctx = new ServiceContext(def.name, config);
+  const { log, metrics } = ctx;
+  process.on('uncaughtException', (err) => fail(log, def.name, err, 1));
+  process.on('unhandledRejection', (err) => fail(log, def.name, err, 1));
+  const stop = (signal: string) => {
+    log.info('stopping', { signal });
+    ctx.closeOutlets();
+    metrics.close();
+    process.exit(0);
+  };
+  process.once('SIGTERM', () => stop('SIGTERM'));
+  process.once('SIGINT', () => stop('SIGINT'));
+
+  prepareRuntimeDir(config.runtime_dir);
+  const port = await metrics.listen(config.metrics.listen_address, config.metrics.ports[def.name]);
+  const stage = await def.setup(ctx);
+  log.info('started', { pid: process.pid, metrics: `http://${config.metrics.listen_address}:${port}/metrics`, replay: ctx.replay });
+
+  if (stage.run) {
+    await stage.run();
+  } else {
+    await receiveLoop(ctx, stage);
+  }
+  if (ctx.replay) {
+    ctx.closeOutlets();
+    metrics.close();
+    log.info('end of stream flushed; exiting');
+    // Closing with linger -1 lets ZeroMQ deliver what is queued before the process exits.
+    setImmediate(() => process.exit(0));
+  }
+}
+
+async function receiveLoop(ctx: ServiceContext, stage: Partial<StageHandlers>): Promise<void> {
+  const { config, log, metrics } = ctx;
+  const inlet = new Inlet(endpointOf(config.runtime_dir, ctx.name), config.transport.high_water_mark);
+  await inlet.bind();
+  const upstreams = UPSTREAMS[ctx.name];
+  const ended = new Set<string>();
+  let malformed = 0;
+  metrics.trackDrops('', () => ({ malformed_batch: malformed }));
+
+  for await (const { kind, body } of inlet.messages()) {
+    const label = { kind: kindName(kind) };
+    metrics.batchesIn.inc(label);
+    if (kind === Kind.CONTROL) {
+      let control: flowtap.Control;
+      try {
+        control = flowtap.Control.decode(body);
+      } catch {
+        malformed++;
+        continue;
+      }
+      if (control.kind === flowtap.Control.Kind.TICK) {
+        await stage.onTick?.(control.time_us);
+        await ctx.broadcastControl(flowtap.Control.Kind.TICK, control.time_us);
+        continue;
+      }
+      ended.add(control.source);
+      log.info('end of stream from upstream', { source: control.source });
+      if (!upstreams.every((u) => ended.has(u))) continue;
+      await stage.onEndOfStream?.();
+      await ctx.broadcastControl(flowtap.Control.Kind.END_OF_STREAM, control.time_us);
+      ended.clear();
+      if (ctx.replay) break;
+      continue;
+    }
+    const endTimer = metrics.batchSeconds.startTimer(label);
+    try {
+      await stage.onBatch?.(kind, body);
+    } catch (err) {
+      malformed++;
+      log.warn('dropped a malformed batch', { kind: label.kind, error: (err as Error).message });
+    }
+    endTimer();
+  }
+  inlet.close();
+}
