@@ -51,8 +51,6 @@ export interface Config {
       opening: number;
       closing: number;
       rst: number;
-      opening_rst: number;
-      fin: number;
       udp: number;
       others: number;
     };
@@ -100,7 +98,7 @@ export function defaultConfig(): Config {
     flow: {
       max_flows: 65535,
       server_ports: [],
-      timeouts: { established: 300, opening: 5, closing: 5, rst: 35, opening_rst: 1, fin: 2, udp: 5, others: 5 },
+      timeouts: { established: 300, opening: 5, closing: 5, rst: 35, udp: 5, others: 5 },
     },
     quadruple: { late_tolerance_1s: 9, late_tolerance_1m: 69, l4_log_per_second: 10000 },
     l7: { max_sessions: 65536, l7_log_per_second: 10000, session_timeout: { dns: 15, tls: 15, others: 120 } },
