@@ -106,7 +106,9 @@ export async function replay(opts: ReplayOptions): Promise<ReplaySummary> {
       // Consumers first, so the first batches find their receivers bound.
       for (const name of [...SERVICES].reverse()) {
         const script = path.join(__dirname, '..', 'services', name, 'main.js');
-        const child = fork(script, [], { env, stdio: ['ignore', 'ignore', 'pipe', 'ipc'] });
+        // FLOWTAP_NODE_ARGS passes flags to every service, e.g. "--cpu-prof" to profile a replay.
+        const execArgv = process.env.FLOWTAP_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
+        const child = fork(script, [], { env, execArgv, stdio: ['ignore', 'ignore', 'pipe', 'ipc'] });
         children.set(name, child);
         stderr.set(name, '');
         child.stderr!.setEncoding('utf8');
