@@ -21,6 +21,8 @@ function kindFrame(kind: number): Buffer {
 export class Outlet {
   private readonly socket: zmq.Push;
   private connected = false;
+  /** ZeroMQ takes one send at a time per socket; later sends wait for earlier ones, in order. */
+  private last: Promise<void> = Promise.resolve();
 
   constructor(readonly target: string, private readonly endpoint: string, highWaterMark: number) {
     // linger -1: on close, wait until queued batches are delivered (end of stream must arrive).
@@ -33,9 +35,11 @@ export class Outlet {
     this.connected = true;
   }
 
-  async send(kind: number, body: Uint8Array): Promise<void> {
+  send(kind: number, body: Uint8Array): Promise<void> {
     this.ensureConnected();
-    await this.socket.send([kindFrame(kind), body]);
+    const sent = this.last.then(() => this.socket.send([kindFrame(kind), body]));
+    this.last = sent.catch(() => undefined);
+    return sent;
   }
 
   async sendControl(kind: flowtap.Control.Kind, timeUs: number, source: string): Promise<void> {
