@@ -31,7 +31,12 @@ function buildNative() {
   const sources = fs.readdirSync(path.join(root, 'native', 'src'), { withFileTypes: true })
     .filter((e) => e.isFile()).map((e) => path.join(root, 'native', 'src', e.name));
   if (fs.existsSync(out) && sources.every((s) => mtime(s) < mtime(out)) && mtime(gyp) < mtime(out)) return;
-  run(bin('node-gyp'), ['rebuild', '--directory', path.join(root, 'native')]);
+  // Build against the headers installed with this Node (Debian: /usr/include/node): node-gyp
+  // would otherwise download them, and the machines have no network but the registries.
+  const nodedir = path.resolve(process.execPath, '..', '..');
+  const args = ['rebuild', '--directory', path.join(root, 'native')];
+  if (fs.existsSync(path.join(nodedir, 'include', 'node', 'node_api.h'))) args.push(`--nodedir=${nodedir}`);
+  run(bin('node-gyp'), args);
 }
 
 function buildBpf() {

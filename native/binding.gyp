@@ -1,0 +1,19 @@
+{
+  "targets": [
+    {
+      "target_name": "flowtap_native",
+      "sources": [
+        "src/addon.cc",
+        "src/bpf_filter.cc",
+        "src/packet_ring.cc",
+        "src/af_packet_socket.cc"
+      ],
+      "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
+      "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS"],
+      "cflags!": ["-fno-exceptions"],
+      "cflags_cc!": ["-fno-exceptions"],
+      "cflags_cc": ["-std=c++17", "-O2", "-Wall", "-Wextra"],
+      "libraries": ["-lpcap"]
+    }
+  ]
+}

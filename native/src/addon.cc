@@ -1,0 +1,16 @@
+#include <napi.h>
+
+#include "af_packet_socket.h"
+#include "packet_ring.h"
+
+namespace {
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("AfPacketSocket", flowtap::AfPacketSocket::Define(env));
+  exports.Set("INDEX_WORDS", Napi::Number::New(env, flowtap::kIndexWords));
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(flowtap_native, Init)
