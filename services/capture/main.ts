@@ -5,8 +5,10 @@ import { PacketBatch } from '../../lib/packet-batch';
 import { flowtap } from '../../lib/proto';
 import { runService, type ServiceContext } from '../../lib/service';
 import { Kind } from '../../lib/transport';
+import client from 'prom-client';
 import { openCaptureFile } from './capture-file';
 import { FrameDecoder } from './decode';
+import { LiveCapture } from './live-capture';
 
 const PROGRESS_INTERVAL_MS = 200;
 
@@ -53,6 +55,59 @@ async function replayFile(ctx: ServiceContext, decoder: FrameDecoder, batch: Pac
   await ctx.broadcastControl(flowtap.Control.Kind.END_OF_STREAM, lastTs);
 }
 
+const RESCAN_INTERVAL_MS = 1000;
+
+/** Captures on the configured interfaces until stopped, with idle ticks and interface rescans. */
+async function captureLive(ctx: ServiceContext, decoder: FrameDecoder, batch: PacketBatch): Promise<never> {
+  const registers = [ctx.metrics.registry];
+  const events = new client.Counter({
+    name: 'flowtap_capture_interface_events_total',
+    help: 'Interfaces opened, closed, gone down or failed to open',
+    labelNames: ['interface', 'event'],
+    registers,
+  });
+  const live = new LiveCapture(ctx.config.capture, decoder, batch, {
+    sendBatch: (b) => sendBatch(ctx, b),
+    onInterfaceEvent: (event, iface) => events.inc({ interface: iface, event }),
+  }, ctx.log);
+  // The kernel's PACKET_STATISTICS per interface, as running totals.
+  const kernel = (name: string, help: string, field: 'packets' | 'drops' | 'freezes') => {
+    const seen = new Map<string, number>();
+    new client.Counter({
+      name, help, labelNames: ['interface'], registers,
+      collect() {
+        for (const [iface, s] of live.stats()) {
+          const delta = s[field] - (seen.get(iface) ?? 0);
+          if (delta > 0) this.inc({ interface: iface }, delta);
+          seen.set(iface, s[field]);
+        }
+      },
+    });
+  };
+  kernel('flowtap_capture_kernel_packets_total', 'Packets the kernel passed to the ring (PACKET_STATISTICS tp_packets)', 'packets');
+  kernel('flowtap_capture_kernel_drops_total', 'Packets the kernel dropped because the ring was full (tp_drops)', 'drops');
+  kernel('flowtap_capture_kernel_freezes_total', 'Times the ring froze waiting for user space (tp_freeze_q_cnt)', 'freezes');
+  ctx.metrics.trackSize('ring_blocks_held', () => live.heldBlocks);
+  ctx.metrics.trackSize('interfaces_open', () => live.openInterfaces.length);
+
+  live.start();
+  ctx.log.info('live capture started', { interfaces: live.openInterfaces });
+  setInterval(() => {
+    try {
+      live.rescan();
+    } catch (err) {
+      ctx.log.error('interface rescan failed', { error: (err as Error).message });
+    }
+  }, RESCAN_INTERVAL_MS);
+  // With no packets, packet time stands still: wall-clock ticks let windows and timeouts move on.
+  const tickMs = ctx.config.capture.tick_interval_ms;
+  setInterval(() => {
+    if (live.idleMs() < tickMs) return;
+    void ctx.broadcastControl(flowtap.Control.Kind.TICK, Date.now() * 1000);
+  }, tickMs);
+  return new Promise<never>(() => undefined);
+}
+
 void runService({
   name: 'capture',
   async setup(ctx) {
@@ -73,7 +128,12 @@ void runService({
           ctx.log.info('capture file replayed; idle until stopped');
           await new Promise(() => undefined);
         }
-        throw new Error('live capture is not available in this build: set capture.source to "file"');
+        try {
+          await captureLive(ctx, decoder, batch);
+        } catch (err) {
+          ctx.log.error((err as Error).message);
+          process.exit(2);
+        }
       },
     };
   },
