@@ -1,0 +1,116 @@
+// Flow stage benchmarks: packets/s on a generated stream of many short TCP flows, and memory
+// per flow with many concurrent flows. Run: node --expose-gc dist/bench/flow-bench.js
+import { PacketBatch, TCP_ACK, TCP_FIN, TCP_SYN } from '../lib/packet-batch';
+import { FlowMap } from '../services/flow/flow-map';
+
+const T0 = 1_700_000_000e6;
+
+/** The 8 packets of a short TCP connection: handshake, request, response, FINs, last ACK. */
+const SCRIPT: Array<{ fromClient: boolean; flags: number; len: number }> = [
+  { fromClient: true, flags: TCP_SYN, len: 0 },
+  { fromClient: false, flags: TCP_SYN | TCP_ACK, len: 0 },
+  { fromClient: true, flags: TCP_ACK, len: 0 },
+  { fromClient: true, flags: TCP_ACK, len: 120 },
+  { fromClient: false, flags: TCP_ACK, len: 900 },
+  { fromClient: true, flags: TCP_FIN | TCP_ACK, len: 0 },
+  { fromClient: false, flags: TCP_FIN | TCP_ACK, len: 0 },
+  { fromClient: true, flags: TCP_ACK, len: 0 },
+];
+
+const PAYLOAD = Buffer.from('GET /index.html HTTP/1.1\r\nHost: example.com\r\n\r\n'.padEnd(900, 'x'));
+
+function writePacket(b: PacketBatch, flow: number, step: number, ts: number, withPayload = false): void {
+  const s = SCRIPT[step];
+  const i = b.begin();
+  b.timestampUs[i] = ts;
+  b.ipVersion[i] = 4;
+  b.protocol[i] = 6;
+  const client = 0x0a000000 + (flow & 0xffffff); // 10.x.y.z, one address per flow
+  const server = 0xc0a80001 + (flow % 16);       // 16 servers
+  const cport = 1024 + (flow % 60000);
+  const [src, dst] = s.fromClient ? [client, server] : [server, client];
+  b.ipSrc32[i * 4 + 2] = 0xffff0000;
+  b.ipDst32[i * 4 + 2] = 0xffff0000;
+  b.ipSrc32[i * 4 + 3] = ((src >>> 24) | ((src >>> 8) & 0xff00) | ((src << 8) & 0xff0000) | (src << 24)) >>> 0;
+  b.ipDst32[i * 4 + 3] = ((dst >>> 24) | ((dst >>> 8) & 0xff00) | ((dst << 8) & 0xff0000) | (dst << 24)) >>> 0;
+  b.portSrc[i] = s.fromClient ? cport : 80;
+  b.portDst[i] = s.fromClient ? 80 : cport;
+  b.tcpFlags[i] = s.flags;
+  b.tcpSeq[i] = s.fromClient ? 1000 + (step > 3 ? 121 : step > 0 ? 1 : 0) : 5000 + (step > 4 ? 901 : step > 1 ? 1 : 0);
+  b.tcpAck[i] = 1;
+  b.tcpWindow[i] = 65535;
+  b.l4PayloadLen[i] = s.len;
+  b.l3Len[i] = 40 + s.len;
+  b.frameLen[i] = 54 + s.len;
+  if (withPayload && s.len > 0) b.setPayload(i, PAYLOAD, 0, s.len);
+  b.commit();
+}
+
+export interface FlowBenchResult {
+  packets: number; flows: number; seconds: number; packetsPerSec: number; flowsPerSec: number;
+  reports: number; maxOpen: number; drops: Record<string, number>;
+}
+
+/**
+ * `concurrent` connections in flight, each 8 packets long, the stream's packets `gapUs` apart on
+ * the wire; only processBatch/advance time is measured (generation excluded).
+ */
+export function benchFlowThroughput(totalFlows = 400_000, concurrent = 2_000, gapUs = 20, withPayloads = false): FlowBenchResult {
+  let reports = 0;
+  // With payloads: a cheap infer on the first payload, and an AppPayload (a copy) per payload packet.
+  const map = new FlowMap({ onFlow: () => { reports++; }, onAppPayload: withPayloads ? () => undefined : undefined },
+    withPayloads ? (_id, p) => (p[0] === 0x47 ? 'HTTP' : '') : undefined);
+  const b = new PacketBatch(1024);
+  let ts = T0, elapsedNs = 0n, packets = 0, maxOpen = 0;
+  const flush = () => {
+    const t0 = process.hrtime.bigint();
+    map.processBatch(b);
+    elapsedNs += process.hrtime.bigint() - t0;
+    packets += b.count;
+    if (map.flowsOpen > maxOpen) maxOpen = map.flowsOpen;
+    b.reset();
+  };
+  for (let gen = 0; gen * concurrent < totalFlows; gen++) {
+    for (let step = 0; step < SCRIPT.length; step++) {
+      for (let k = 0; k < concurrent; k++) {
+        if (b.full) flush();
+        writePacket(b, gen * concurrent + k, step, ts, withPayloads);
+        ts += gapUs;
+      }
+    }
+  }
+  flush();
+  const t0 = process.hrtime.bigint();
+  map.flush();
+  elapsedNs += process.hrtime.bigint() - t0;
+  const seconds = Number(elapsedNs) / 1e9;
+  return { packets, flows: map.totals.flowsCreated, seconds, packetsPerSec: packets / seconds,
+    flowsPerSec: map.totals.flowsCreated / seconds, reports, maxOpen, drops: { ...map.drops } };
+}
+
+/** Bytes of heap + typed-array memory per open flow, with `flows` concurrent UDP flows. */
+export function benchFlowMemory(flows = 200_000): { flows: number; bytesPerFlow: number } {
+  const gc = (globalThis as { gc?: () => void }).gc;
+  const used = () => { gc?.(); const m = process.memoryUsage(); return m.heapUsed + m.arrayBuffers; };
+  const b = new PacketBatch(1024);
+  const before = used();
+  const map = new FlowMap({ onFlow: () => undefined }, undefined, { maxFlows: flows });
+  for (let k = 0; k < flows; k++) {
+    if (b.full) { map.processBatch(b); b.reset(); }
+    writePacket(b, k, 3, T0 + k);
+  }
+  map.processBatch(b);
+  const after = used();
+  if (map.flowsOpen !== flows) throw new Error(`expected ${flows} open flows, got ${map.flowsOpen}`);
+  return { flows, bytesPerFlow: Math.round((after - before) / flows) };
+}
+
+if (require.main === module) {
+  const memory = benchFlowMemory(65_535); // first, before other runs leave garbage behind
+  benchFlowThroughput(50_000); // warm-up
+  console.log(JSON.stringify({
+    memory,
+    throughput: benchFlowThroughput(),
+    throughputWithPayloads: benchFlowThroughput(400_000, 2_000, 20, true),
+  }, null, 1));
+}

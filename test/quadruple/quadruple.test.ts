@@ -1,0 +1,165 @@
+// Unit tests of the quadruple stage on hand-built flow reports and a hand-moved clock.
+import test from 'ava';
+import { flowtap } from '../../lib/proto';
+import { PacketBatch } from '../../lib/packet-batch';
+import { QuadrupleStage } from '../../services/quadruple/quadruple-stage';
+
+const T = 1_700_000_040; // a minute boundary
+const US = 1e6;
+
+function ip(text: string): Uint8Array {
+  const b = new Uint8Array(16);
+  PacketBatch.setIpv4(b, 0, Uint8Array.from(text.split('.').map(Number)), 0);
+  return b;
+}
+
+let nextId = 1;
+function flow(sec: number, extra: Partial<flowtap.IFlow> = {}): flowtap.IFlow {
+  return {
+    flow_id: 1, start_time: T * US, end_time: sec * US, report_time: sec * US, ip_version: 4,
+    ip_0: ip('10.0.0.1'), ip_1: ip('10.0.0.2'), client_port: 40000, server_port: 80, protocol: 6,
+    packet_tx: 1, packet_rx: 2, byte_tx: 100, byte_rx: 1000, l7_protocol: 'HTTP', ...extra,
+  };
+}
+
+function harness(config = {}) {
+  const docs: flowtap.IDocument[] = [];
+  const logs: flowtap.IL4FlowLog[] = [];
+  const q = new QuadrupleStage({ onDocument: (d) => docs.push(d), onL4Log: (l) => logs.push(l) }, config);
+  const rows = (table: string, pred: (d: flowtap.IDocument) => boolean = () => true) => docs.filter((d) => d.table === table && pred(d));
+  return { q, docs, logs, rows };
+}
+
+test('1 s windows close once the clock passes their end by the tolerance; 1 m windows likewise', (t) => {
+  const h = harness();
+  h.q.addFlows([flow(T, { is_new_flow: true }), flow(T + 1)]);
+  h.q.advance((T + 9) * US);
+  t.is(h.rows('network_map.1s').length, 0, 'window T is open until T + 1 + 9');
+  h.q.advance((T + 10) * US);
+  t.deepEqual(h.rows('network_map.1s').map((d) => d.time), [T]);
+  h.q.advance((T + 11) * US);
+  t.deepEqual(h.rows('network_map.1s').map((d) => d.time), [T, T + 1]);
+  t.is(h.rows('network_map.1m').length, 0);
+  h.q.advance((T + 60 + 68) * US);
+  t.is(h.rows('network_map.1m').length, 0, 'minute T is open until T + 60 + 69');
+  h.q.advance((T + 60 + 69) * US);
+  const m = h.rows('network_map.1m');
+  t.is(m.length, 1);
+  t.is(m[0].time, T);
+  t.is(m[0].flow_meter!.byte_tx, 200);
+  t.is(m[0].flow_meter!.byte_rx, 2000);
+  t.is(m[0].flow_meter!.flow_count, 1, 'distinct flows, not reports');
+  t.is(m[0].flow_meter!.new_flow, 1);
+});
+
+test('data for a closed window is dropped and counted; the open 1 m window still takes it', (t) => {
+  const h = harness();
+  h.q.addFlows([flow(T + 20, { is_new_flow: true })]);
+  h.q.addFlows([flow(T + 5, { flow_id: 2, is_new_flow: true })]);
+  t.is(h.q.drops.late_flow_1s, 1);
+  t.is(h.q.drops.late_flow_1m, 0);
+  h.q.flush();
+  t.deepEqual(h.rows('network_map.1s').map((d) => d.time), [T + 20]);
+  t.is(h.rows('network_map.1m')[0].flow_meter!.new_flow, 2);
+  t.is(h.logs.length, 2);
+});
+
+test('concurrent connections are carried through idle windows until the close report', (t) => {
+  const h = harness();
+  h.q.addFlows([flow(T, { is_new_flow: true })]);
+  h.q.addFlows([flow(T + 5, { packet_tx: 0, packet_rx: 0, byte_tx: 0, byte_rx: 0, is_closed: true, close_type: 'tcp_server_rst' })]);
+  h.q.addFlows([flow(T + 8, { flow_id: 2, client_port: 40001, is_new_flow: true })]);
+  h.q.flush();
+  const edge = h.rows('network_map.1s');
+  t.deepEqual(edge.map((d) => [d.time, d.flow_meter!.load]),
+    [[T, 1], [T + 1, 1], [T + 2, 1], [T + 3, 1], [T + 4, 1], [T + 5, 1], [T + 8, 1]]);
+  t.is(edge.find((d) => d.time === T + 5)!.flow_meter!.closed_flow, 1);
+  t.is(edge.find((d) => d.time === T + 5)!.flow_meter!.server_rst_flow, 1);
+  t.is(edge.find((d) => d.time === T + 2)!.flow_meter!.byte_tx, 0, 'carried rows hold only the load');
+  t.is(h.rows('network_map.1m')[0].flow_meter!.load, 2);
+  t.is(h.rows('network_map.1m')[0].flow_meter!.flow_count, 2);
+});
+
+test('single-side rows: one per side, tx is what that side sent', (t) => {
+  const h = harness();
+  h.q.addFlows([flow(T, { is_new_flow: true, retrans_tx: 3, retrans_rx: 1, ooo_tx: 2, retrans_syn: 1 })]);
+  h.q.flush();
+  const client = h.rows('network.1s', (d) => d.side === 'client');
+  const server = h.rows('network.1s', (d) => d.side === 'server');
+  t.is(client.length, 1);
+  t.is(server.length, 1);
+  t.is(client[0].ip, '10.0.0.1');
+  t.is(server[0].ip, '10.0.0.2');
+  t.is(client[0].server_port, 80);
+  t.deepEqual([client[0].flow_meter!.byte_tx, client[0].flow_meter!.byte_rx, client[0].flow_meter!.retrans_tx], [100, 1000, 3]);
+  t.deepEqual([server[0].flow_meter!.byte_tx, server[0].flow_meter!.byte_rx, server[0].flow_meter!.retrans_tx], [1000, 100, 1]);
+  t.deepEqual([client[0].flow_meter!.ooo_tx, server[0].flow_meter!.ooo_rx, server[0].flow_meter!.ooo_tx], [2, 2, 0]);
+  t.is(h.logs[0].retrans_syn, 1);
+  t.is(h.rows('network_map.1s')[0].ip_0, '10.0.0.1');
+  t.is(h.rows('network_map.1s')[0].ip_1, '10.0.0.2');
+});
+
+test('FlowAggr: one L4 log per flow per minute, the closing one at once', (t) => {
+  const h = harness();
+  h.q.addFlows([flow(T + 1, { is_new_flow: true, rtt: 1500, tcp_flags_tx: 2 }), flow(T + 30, { tcp_flags_tx: 16 })]);
+  t.is(h.logs.length, 0);
+  h.q.addFlows([flow(T + 61)]);
+  t.is(h.logs.length, 1, 'the first report of the next minute sends the previous minute');
+  const first = h.logs[0];
+  t.deepEqual([first.packet_tx, first.packet_rx, first.byte_tx, first.byte_rx], [2, 4, 200, 2000]);
+  t.true(first.is_new_flow);
+  t.is(first.close_type, 'forced_report', 'the flow was still open');
+  t.is(first.rtt, 1500);
+  t.is(first.tcp_flags_tx, 18);
+  t.is(first.ip_0, '10.0.0.1');
+  t.is(first.start_time, T * US);
+  t.is(first.end_time, (T + 30) * US);
+  t.is(first.l7_protocol, 'HTTP');
+  h.q.addFlows([flow(T + 62, { is_closed: true, close_type: 'finish' })]);
+  t.is(h.logs.length, 2, 'a close is emitted at once');
+  t.is(h.logs[1].close_type, 'finish');
+  t.false(h.logs[1].is_new_flow);
+  t.is(h.logs[1].packet_tx, 2);
+  t.is(h.logs[1].end_time, (T + 62) * US);
+  h.q.flush();
+  t.is(h.logs.length, 2);
+});
+
+test('an open flow idle through a minute has its L4 log emitted when the minute closes', (t) => {
+  const h = harness();
+  h.q.addFlows([flow(T + 10, { is_new_flow: true })]);
+  h.q.advance((T + 128) * US);
+  t.is(h.logs.length, 0);
+  h.q.advance((T + 129) * US);
+  t.is(h.logs.length, 1);
+});
+
+test('AppMeters fill application and application_map rows keyed with l7_protocol and endpoint', (t) => {
+  const h = harness();
+  const meter = (sec: number, endpoint: string, extra: Partial<flowtap.IAppMeter> = {}): flowtap.IAppMeter => ({
+    flow_id: nextId++, time: sec, ip_version: 4, ip_0: ip('10.0.0.1'), ip_1: ip('10.0.0.2'), server_port: 80, protocol: 6,
+    l7_protocol: 'HTTP', endpoint, request: 1, response: 1, rrt_sum: 500, rrt_count: 1, rrt_max: 500, ...extra,
+  });
+  h.q.addAppMeters([meter(T, '/a'), meter(T, '/a', { rrt_sum: 900, rrt_max: 900, server_error: 1 }), meter(T + 1, '/b')]);
+  h.q.flush();
+  const a = h.rows('application_map.1s', (d) => d.endpoint === '/a');
+  t.is(a.length, 1);
+  t.deepEqual(a[0].app_meter, { request: 2, response: 2, client_error: 0, server_error: 1, timeout: 0, rrt_sum: 1400, rrt_count: 2, rrt_max: 900 });
+  t.is(h.rows('application.1s').length, 4);
+  t.is(h.rows('application.1s', (d) => d.side === 'server' && d.endpoint === '/a')[0].ip, '10.0.0.2');
+  const m = h.rows('application_map.1m');
+  t.deepEqual(m.map((d) => [d.endpoint, d.app_meter!.request, d.time]).sort(), [['/a', 2, T], ['/b', 1, T]]);
+  t.is(h.rows('application_map.1m')[0].l7_protocol, 'HTTP');
+  const net = h.rows('network_map.1s', (d) => d.time === T);
+  t.is(net.length, 1, 'the network row of the same endpoints carries the L7 totals');
+  t.deepEqual([net[0].flow_meter!.l7_request, net[0].flow_meter!.l7_server_error, net[0].flow_meter!.rrt_max], [2, 1, 900]);
+  t.is(h.rows('network.1m', (d) => d.side === 'server')[0].flow_meter!.l7_request, 3);
+});
+
+test('bad records are counted, not thrown', (t) => {
+  const h = harness();
+  h.q.addFlows([{ flow_id: 1 }, flow(T, { ip_0: new Uint8Array(4) })]);
+  h.q.addAppMeters([{ flow_id: 1, time: 0 }]);
+  t.is(h.q.drops.bad_flow, 2);
+  t.is(h.q.drops.bad_app, 1);
+});
