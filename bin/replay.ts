@@ -84,6 +84,7 @@ export async function replay(opts: ReplayOptions): Promise<ReplaySummary> {
   const stderr = new Map<ServiceName, string>();
   let packets = 0;
   let counts: Record<string, number> = {};
+  const ready = new Set<string>();
 
   const env: NodeJS.ProcessEnv = {
     ...process.env,
@@ -117,7 +118,11 @@ export async function replay(opts: ReplayOptions): Promise<ReplaySummary> {
           stderr.set(name, (stderr.get(name)! + chunk).slice(-16384));
         });
         child.on('message', (msg: ParentMessage) => {
-          if (msg.type === 'progress') {
+          if (msg.type === 'ready') {
+            ready.add(msg.service);
+            // Capture starts reading once every receiver is bound (lib/service.ts, startSignal).
+            if (ready.size === SERVICES.length - 1) children.get('capture')?.send({ type: 'start' });
+          } else if (msg.type === 'progress') {
             packets = msg.packets;
             opts.onProgress?.(msg.totalBytes > 0 ? msg.bytes / msg.totalBytes : 0, msg.packets);
           } else if (msg.type === 'summary') {

@@ -12,6 +12,7 @@ export const kindName = (kind: number): string => flowtap.MessageKind[kind] ?? `
 
 /** Messages a service may send to the `flowtap replay` command that started it (Node IPC). */
 export type ParentMessage =
+  | { type: 'ready'; service: string }
   | { type: 'progress'; bytes: number; totalBytes: number; packets: number }
   | { type: 'summary'; service: string; counts: Record<string, number> };
 
@@ -20,6 +21,8 @@ export class ServiceContext {
   readonly metrics: ServiceMetrics;
   /** True when started by `flowtap replay`: exit once the stream has ended and is flushed. */
   readonly replay = process.env.FLOWTAP_MODE === 'replay';
+  /** Set by SIGTERM/SIGINT: finish the stream (flush, forward END_OF_STREAM) and exit. */
+  draining = false;
   private readonly outlets = new Map<ServiceName, Outlet>();
 
   constructor(readonly name: ServiceName, readonly config: Config) {
@@ -102,11 +105,21 @@ export interface StageHandlers {
   onEndOfStream(): Promise<void>;
 }
 
+export interface SourceHandlers {
+  /** Produces the stream (capture); resolves when it has ended and END_OF_STREAM is sent. */
+  run(): Promise<void>;
+  /** Stops producing, sends what is held and END_OF_STREAM. */
+  stop(): Promise<void>;
+}
+
 export interface ServiceDefinition {
   name: ServiceName;
-  /** Builds the stage; for a source (capture), `run` produces the stream instead of onBatch. */
-  setup(ctx: ServiceContext): Promise<Partial<StageHandlers> & { run?(): Promise<void> }>;
+  /** Builds the stage; a source (capture) produces the stream with `run` instead of onBatch. */
+  setup(ctx: ServiceContext): Promise<Partial<StageHandlers> | SourceHandlers>;
 }
+
+/** On SIGTERM a service waits this long for the end of the stream from its upstreams. */
+const DRAIN_TIMEOUT_MS = 4000;
 
 function fail(log: Logger | undefined, name: string, err: unknown, code: number): never {
   const msg = err instanceof Error ? err.message : String(err);
@@ -126,38 +139,71 @@ export async function runService(def: ServiceDefinition): Promise<void> {
   const { log, metrics } = ctx;
   process.on('uncaughtException', (err) => fail(log, def.name, err, 1));
   process.on('unhandledRejection', (err) => fail(log, def.name, err, 1));
-  const stop = (signal: string) => {
-    log.info('stopping', { signal });
+  const exit = () => {
     ctx.closeOutlets();
     metrics.close();
-    process.exit(0);
+    // Closing with linger -1 lets ZeroMQ deliver what is queued before the process exits.
+    setImmediate(() => process.exit(0));
+  };
+  let stage: Partial<StageHandlers> | SourceHandlers | undefined;
+  // Stopping drains the pipeline: the source sends END_OF_STREAM, every stage flushes what it
+  // holds (open flows, sessions, windows) and passes it on, so `npm stop` loses nothing.
+  const stop = (signal: string) => {
+    if (ctx.draining) return;
+    ctx.draining = true;
+    log.info('stopping: draining the stream', { signal });
+    setTimeout(() => {
+      log.warn('no end of stream from upstream in time; exiting with data still held', { timeout_ms: DRAIN_TIMEOUT_MS });
+      exit();
+    }, DRAIN_TIMEOUT_MS).unref();
+    if (stage && 'stop' in stage) {
+      stage.stop().then(exit, (err) => fail(log, def.name, err, 1));
+    }
   };
   process.once('SIGTERM', () => stop('SIGTERM'));
   process.once('SIGINT', () => stop('SIGINT'));
 
   prepareRuntimeDir(config.runtime_dir);
   const port = await metrics.listen(config.metrics.listen_address, config.metrics.ports[def.name]);
-  const stage = await def.setup(ctx);
+  stage = await def.setup(ctx);
   log.info('started', { pid: process.pid, metrics: `http://${config.metrics.listen_address}:${port}/metrics`, replay: ctx.replay });
 
-  if (stage.run) {
+  if ('run' in stage) {
+    if (ctx.replay) await startSignal();
     await stage.run();
   } else {
     await receiveLoop(ctx, stage);
   }
-  if (ctx.replay) {
-    ctx.closeOutlets();
-    metrics.close();
+  if (ctx.draining) {
+    log.info('drained; exiting');
+    exit();
+  } else if (ctx.replay) {
     log.info('end of stream flushed; exiting');
-    // Closing with linger -1 lets ZeroMQ deliver what is queued before the process exits.
-    setImmediate(() => process.exit(0));
+    exit();
   }
+}
+
+/**
+ * In a replay the source waits for the word to start until every other service has bound its
+ * socket: a service that exits at the end of the stream must not leave messages queued for a
+ * receiver that does not exist yet.
+ */
+function startSignal(): Promise<void> {
+  return new Promise((resolve) => {
+    const onMessage = (msg: { type?: string }) => {
+      if (msg?.type !== 'start') return;
+      process.off('message', onMessage);
+      resolve();
+    };
+    process.on('message', onMessage);
+  });
 }
 
 async function receiveLoop(ctx: ServiceContext, stage: Partial<StageHandlers>): Promise<void> {
   const { config, log, metrics } = ctx;
   const inlet = new Inlet(endpointOf(config.runtime_dir, ctx.name), config.transport.high_water_mark);
   await inlet.bind();
+  ctx.tellParent({ type: 'ready', service: ctx.name });
   const upstreams = UPSTREAMS[ctx.name];
   const ended = new Set<string>();
   let malformed = 0;
@@ -185,7 +231,7 @@ async function receiveLoop(ctx: ServiceContext, stage: Partial<StageHandlers>): 
       await stage.onEndOfStream?.();
       await ctx.broadcastControl(flowtap.Control.Kind.END_OF_STREAM, control.time_us);
       ended.clear();
-      if (ctx.replay) break;
+      if (ctx.replay || ctx.draining) break;
       continue;
     }
     const endTimer = metrics.batchSeconds.startTimer(label);

@@ -1,5 +1,6 @@
 // `flowtap replay` over the five real processes, checked against tshark's reading of the same
 // corpus files: conversation totals exactly, HTTP and DNS transactions field by field.
+import { execFileSync } from 'node:child_process';
 import test from 'ava';
 import { conversationKey, corpusFile, tsharkConversations, tsharkFields } from '../support/tshark';
 import { replayFile, type ReplayResult } from '../support/replay';
@@ -67,20 +68,29 @@ for (const rel of HTTP_FILES) {
   });
 }
 
-/** tshark's DNS type names come from its Info column: "Standard query [response] 0xID TYPE name ...". */
+/** tshark's names of DNS types, from its verbose dissection: "Type: AAAA (IPv6 Address) (28)". */
+function tsharkDnsTypeNames(file: string): Map<string, string> {
+  const text = execFileSync('tshark', ['-r', file, '-n', '-V', '-Y', 'dns'], { encoding: 'utf8', maxBuffer: 64 << 20, stdio: ['ignore', 'pipe', 'ignore'] });
+  const names = new Map<string, string>();
+  for (const m of text.matchAll(/^\s+Type: (\S+) \(.*\) \((\d+)\)$/gm)) names.set(m[2], m[1]);
+  return names;
+}
+
 function tsharkDnsQueries(file: string): { queries: string[]; rcodes: string[] } {
-  const rows = tsharkFields(file, ['dns.flags.response', 'dns.qry.name', 'dns.flags.rcode', '_ws.col.Info'], { filter: 'dns' });
+  const typeNames = tsharkDnsTypeNames(file);
+  const rows = tsharkFields(file, ['dns.flags.response', 'dns.qry.name', 'dns.qry.type', 'dns.flags.rcode'], { filter: 'dns' });
   const queries: string[] = [];
   const rcodes: string[] = [];
-  for (const [isResponse, names, rcode, info] of rows) {
+  for (const [isResponse, names, types, rcode] of rows) {
     // Several DNS messages in one TCP segment show up as comma-joined fields.
+    const flags = isResponse.split(',');
     const nameList = names.split(',');
-    if (isResponse.split(',').every((x) => x === '0' || x === 'False')) {
-      const types = [...info.matchAll(/Standard query 0x[0-9a-f]+ (\S+) /g)].map((m) => m[1]);
-      nameList.forEach((n, i) => queries.push(`${types[i] ?? '?'} ${n}`));
-    } else {
-      rcodes.push(...rcode.split(','));
-    }
+    const typeList = types.split(',');
+    const rcodeList = rcode.split(',');
+    flags.forEach((flag, i) => {
+      if (flag === '0' || flag === 'False') queries.push(`${typeNames.get(typeList[i]) ?? typeList[i]} ${nameList[i]}`);
+      else rcodes.push(rcodeList[i]);
+    });
   }
   return { queries, rcodes };
 }
