@@ -129,6 +129,9 @@ function fail(log: Logger | undefined, name: string, err: unknown, code: number)
 }
 
 export async function runService(def: ServiceDefinition): Promise<void> {
+  // Listen for the replay's start word from the first moment: a message that arrives before
+  // its listener is lost.
+  const started = process.env.FLOWTAP_MODE === 'replay' ? startSignal() : Promise.resolve();
   let config: Config;
   try {
     config = loadConfig();
@@ -139,11 +142,17 @@ export async function runService(def: ServiceDefinition): Promise<void> {
   const { log, metrics } = ctx;
   process.on('uncaughtException', (err) => fail(log, def.name, err, 1));
   process.on('unhandledRejection', (err) => fail(log, def.name, err, 1));
+  // Exit by letting the event loop run dry rather than by process.exit(): ZeroMQ delivers what is
+  // still queued (linger -1) when its context ends with the process, and process.exit() can cut
+  // that short. A handle left open by mistake must not keep a finished service alive, though.
   const exit = () => {
     ctx.closeOutlets();
     metrics.close();
-    // Closing with linger -1 lets ZeroMQ deliver what is queued before the process exits.
-    setImmediate(() => process.exit(0));
+    if (process.connected) process.disconnect();
+    setTimeout(() => {
+      log.warn('still running 10 s after the end; exiting');
+      process.exit(0);
+    }, 10_000).unref();
   };
   let stage: Partial<StageHandlers> | SourceHandlers | undefined;
   // Stopping drains the pipeline: the source sends END_OF_STREAM, every stage flushes what it
@@ -169,7 +178,7 @@ export async function runService(def: ServiceDefinition): Promise<void> {
   log.info('started', { pid: process.pid, metrics: `http://${config.metrics.listen_address}:${port}/metrics`, replay: ctx.replay });
 
   if ('run' in stage) {
-    if (ctx.replay) await startSignal();
+    await started;
     await stage.run();
   } else {
     await receiveLoop(ctx, stage);

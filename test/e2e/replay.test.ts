@@ -47,7 +47,7 @@ function assertConversations(t: import('ava').ExecutionContext, file: string, r:
 }
 
 for (const rel of HTTP_FILES) {
-  test(`replay ${rel}: flows and HTTP transactions agree with tshark`, async (t) => {
+  test.serial(`replay ${rel}: flows and HTTP transactions agree with tshark`, async (t) => {
     const file = corpusFile(rel);
     const r = await replayFile(file);
     t.is(r.code, 0, r.stderr);
@@ -96,7 +96,7 @@ function tsharkDnsQueries(file: string): { queries: string[]; rcodes: string[] }
 }
 
 for (const rel of DNS_FILES) {
-  test(`replay ${rel}: flows and DNS transactions agree with tshark`, async (t) => {
+  test.serial(`replay ${rel}: flows and DNS transactions agree with tshark`, async (t) => {
     const file = corpusFile(rel);
     const r = await replayFile(file);
     t.is(r.code, 0, r.stderr);
@@ -109,7 +109,7 @@ for (const rel of DNS_FILES) {
   });
 }
 
-test('replay: metrics add up to the flows', async (t) => {
+test.serial('replay: metrics add up to the flows', async (t) => {
   const r = await replayFile(corpusFile('http1/zeek/methods.pcap'));
   t.is(r.code, 0, r.stderr);
   const sum = (rows: Array<Record<string, any>>, f: string) => rows.reduce((s, x) => s + Number(x[f] ?? 0), 0);
@@ -123,7 +123,7 @@ test('replay: metrics add up to the flows', async (t) => {
   t.is(sum(edge1m, 'new_flow'), new Set(r.l4.map((l) => l.flow_id)).size, 'new_flow counts every flow once');
 });
 
-test('replay: a missing file, a directory and a non-capture file fail with a reason', async (t) => {
+test.serial('replay: a missing file, a directory and a non-capture file fail with a reason', async (t) => {
   const missing = await replayFile('/nonexistent/capture.pcap');
   t.is(missing.code, 2);
   t.regex(missing.stderr, /nonexistent\/capture\.pcap: cannot open: no such file/);
