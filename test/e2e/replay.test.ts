@@ -1,9 +1,12 @@
 // `flowtap replay` over the five real processes, checked against tshark's reading of the same
 // corpus files: conversation totals exactly, HTTP and DNS transactions field by field.
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import test from 'ava';
 import { conversationKey, corpusFile, tsharkConversations, tsharkFields } from '../support/tshark';
-import { replayFile, type ReplayResult } from '../support/replay';
+import { replayFile, runFlowtap, type ReplayResult } from '../support/replay';
 
 const HTTP_FILES = [
   'http1/zeek/get.pcap',
@@ -133,4 +136,27 @@ test.serial('replay: a missing file, a directory and a non-capture file fail wit
   const text = await replayFile(corpusFile('README.md'));
   t.is(text.code, 2);
   t.regex(text.stderr, /not a pcap, pcapng or gzip file/);
+});
+
+test.serial('replay: a service that dies makes the command fail with its name, not hang', async (t) => {
+  // A harmless V8 flag with a value of this test's own marks its five processes in `ps`.
+  const marker = `--max-old-space-size=${5000 + (process.pid % 5000)}`;
+  const running = runFlowtap(['replay', corpusFile('http1/zeek/methods.pcap'), '--out', fs.mkdtempSync(path.join(os.tmpdir(), 'flowtap-kill-'))],
+    { FLOWTAP_NODE_ARGS: marker });
+  // Kill the flow process as soon as it exists.
+  let killed = false;
+  for (let i = 0; i < 200 && !killed; i++) {
+    try {
+      execFileSync('pkill', ['-9', '-f', '--', `${marker} .*services/flow/main.js`]);
+      killed = true;
+    } catch {
+      await new Promise((r) => setTimeout(r, 25));
+    }
+  }
+  t.true(killed, 'found the flow process');
+  const r = await running;
+  t.is(r.code, 1);
+  t.regex(r.stderr, /flowtap-flow was killed by SIGKILL/);
+  const left = spawnSync('pgrep', ['-f', '--', marker]);
+  t.is(left.status, 1, 'no service is left running');
 });
