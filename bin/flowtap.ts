@@ -2,7 +2,10 @@
 // The `flowtap` command.
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
+import { COLLECTOR_USAGE, runCollector, UsageError } from './collector';
+import { QUERY_USAGE, QueryError, runQuery } from './query';
 import { replay, ReplayError } from './replay';
+import { runTop, TOP_USAGE } from './top';
 
 const USAGE = `usage:
   flowtap replay <capture file> --out <dir> [--config <file>]
@@ -10,7 +13,7 @@ const USAGE = `usage:
       <dir>/l4_flow_log.jsonl, <dir>/l7_flow_log.jsonl, <dir>/metrics.jsonl
   flowtap start | stop | status
       the live agent under pm2 (ecosystem.config.js)
-`;
+${QUERY_USAGE.replace('usage:\n', '')}${TOP_USAGE.replace('usage:\n', '')}${COLLECTOR_USAGE.replace('usage:\n', '')}`;
 
 function option(args: string[], name: string): string | undefined {
   const i = args.indexOf(name);
@@ -59,12 +62,22 @@ async function main(argv: string[]): Promise<void> {
       return pm2(['delete', 'ecosystem.config.js']);
     case 'status':
       return pm2(['status']);
+    case 'query':
+      return runQuery(args);
+    case 'top':
+      return runTop(args);
+    case 'collector':
+      return runCollector(args);
     default:
       throw new ReplayError(USAGE, 2);
   }
 }
 
 main(process.argv.slice(2)).catch((err: unknown) => {
+  if (err instanceof QueryError || err instanceof UsageError) {
+    process.stderr.write(`flowtap: ${err.message}\n`);
+    process.exit(2);
+  }
   if (err instanceof ReplayError) {
     process.stderr.write(`flowtap: ${err.message}\n`);
     process.exit(err.exitCode);

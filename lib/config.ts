@@ -46,19 +46,36 @@ export interface Config {
     max_flows: number;
     /** Ports that are servers whatever the packets say (when no SYN was seen). */
     server_ports: number[];
+    /** The VLAN id is part of the flow key (false: for links where only one direction is tagged). */
+    vlan_in_key: boolean;
+    /** Idle timeouts in seconds, by TCP state (see services/flow/flow-config.ts). */
     timeouts: {
+      /** Handshake done (or started mid-stream), no FIN/RST yet. */
       established: number;
+      /** Handshake under way. */
       opening: number;
+      /** One side sent a FIN (half-closed); expires as *_half_close. As long as established: the other side may still send. */
       closing: number;
+      /** Both sides sent a FIN; expires as finish. */
+      fin: number;
+      /** A RST after the handshake. */
       rst: number;
+      /** A RST during the handshake. */
+      opening_rst: number;
       udp: number;
       others: number;
     };
   };
   quadruple: {
+    /** Late-data tolerance (s) of the 1 s and 1 min windows (DeepFlow: 9 and 69). */
     late_tolerance_1s: number;
     late_tolerance_1m: number;
+    /** L4 flow logs kept per second (uniform sample of each 4 s of packet time). */
     l4_log_per_second: number;
+    /** Merge health-check flows (client RST right after the handshake, no payload) into one L4 log per server per minute. */
+    aggregate_health_checks: boolean;
+    /** A flow silent this long (s) stops counting as a concurrent connection (its close was lost). */
+    carry_idle_limit: number;
   };
   l7: {
     max_sessions: number;
@@ -66,10 +83,55 @@ export interface Config {
     session_timeout: { dns: number; tls: number; others: number };
   };
   sender: {
-    sinks: Array<'jsonl'>;
+    /** Where records go; several at once. */
+    sinks: Array<SinkName>;
+    /** The JSON-lines files, and the default home of the SQLite file and the spool. */
     output_dir: string;
+    jsonl: {
+      /** A file reaching this size is renamed to <name>.1 (older ones shift up) and a new one opened. */
+      rotate_bytes: number;
+      /** Rotated files kept per record type. */
+      keep_files: number;
+    };
+    sqlite: {
+      /** "": <output_dir>/flowtap.db */
+      path: string;
+      /** Rows older than this, in data time, relative to the newest row of their table, are deleted. */
+      retention_hours: number;
+      /** Past this many bytes of used pages, the oldest rows are deleted. */
+      max_bytes: number;
+    };
+    collector: {
+      /** host:port of a `flowtap collector`. */
+      address: string;
+      /** Names this agent in every frame (0-4294967295). */
+      agent_id: number;
+      compression: 'zstd' | 'none';
+      /** "": <output_dir>/spool */
+      spool_dir: string;
+      /** Frames not yet acknowledged are kept on disk up to this many bytes; past it, batches are dropped and counted. */
+      spool_max_bytes: number;
+      reconnect_min_ms: number;
+      reconnect_max_ms: number;
+      /** In a replay, how long closing waits for the collector to acknowledge everything. */
+      drain_timeout_ms: number;
+    };
+    clickhouse: {
+      /** HTTP interface, e.g. http://127.0.0.1:8123 */
+      url: string;
+      database: string;
+      user: string;
+      password: string;
+      /** Rows buffered per table before an INSERT. */
+      batch_rows: number;
+      /** Buffered rows are inserted at least this often. */
+      flush_interval_ms: number;
+    };
   };
 }
+
+export const SINK_NAMES = ['jsonl', 'sqlite', 'collector', 'clickhouse'] as const;
+export type SinkName = (typeof SINK_NAMES)[number];
 
 export function defaultConfig(): Config {
   return {
@@ -98,11 +160,35 @@ export function defaultConfig(): Config {
     flow: {
       max_flows: 65535,
       server_ports: [],
-      timeouts: { established: 300, opening: 5, closing: 5, rst: 35, udp: 5, others: 5 },
+      vlan_in_key: true,
+      timeouts: { established: 300, opening: 5, closing: 300, fin: 2, rst: 35, opening_rst: 1, udp: 5, others: 5 },
     },
-    quadruple: { late_tolerance_1s: 9, late_tolerance_1m: 69, l4_log_per_second: 10000 },
+    quadruple: { late_tolerance_1s: 9, late_tolerance_1m: 69, l4_log_per_second: 10000, aggregate_health_checks: false, carry_idle_limit: 600 },
     l7: { max_sessions: 65536, l7_log_per_second: 10000, session_timeout: { dns: 15, tls: 15, others: 120 } },
-    sender: { sinks: ['jsonl'], output_dir: 'data' },
+    sender: {
+      sinks: ['jsonl', 'sqlite'],
+      output_dir: 'data',
+      jsonl: { rotate_bytes: 256 * 1024 * 1024, keep_files: 4 },
+      sqlite: { path: '', retention_hours: 168, max_bytes: 1024 * 1024 * 1024 },
+      collector: {
+        address: '127.0.0.1:20033',
+        agent_id: 1,
+        compression: 'zstd',
+        spool_dir: '',
+        spool_max_bytes: 256 * 1024 * 1024,
+        reconnect_min_ms: 200,
+        reconnect_max_ms: 10000,
+        drain_timeout_ms: 30000,
+      },
+      clickhouse: {
+        url: 'http://127.0.0.1:8123',
+        database: 'flowtap',
+        user: 'default',
+        password: '',
+        batch_rows: 10000,
+        flush_interval_ms: 1000,
+      },
+    },
   };
 }
 
@@ -111,7 +197,8 @@ export class ConfigError extends Error {}
 const ENUMS: Record<string, readonly string[]> = {
   log_level: ['debug', 'info', 'warn', 'error'],
   'capture.source': ['live', 'file'],
-  'sender.sinks[]': ['jsonl'],
+  'sender.sinks[]': SINK_NAMES,
+  'sender.collector.compression': ['zstd', 'none'],
 };
 
 /** Merges `user` over `defaults`, checking every key and type against the defaults. */
@@ -170,12 +257,44 @@ function check(cfg: Config): void {
   }
   positive(cfg.flow.max_flows, 'flow.max_flows');
   for (const [k, v] of Object.entries(cfg.flow.timeouts)) positive(v, `flow.timeouts.${k}`);
+  if (typeof cfg.flow.vlan_in_key !== 'boolean') throw new ConfigError('flow.vlan_in_key: must be true or false');
   for (const p of cfg.flow.server_ports) {
     if (!Number.isInteger(p) || p < 1 || p > 65535) throw new ConfigError(`flow.server_ports: ${p} is not a port`);
   }
   positive(cfg.quadruple.l4_log_per_second, 'quadruple.l4_log_per_second');
+  positive(cfg.quadruple.carry_idle_limit, 'quadruple.carry_idle_limit');
   positive(cfg.l7.l7_log_per_second, 'l7.l7_log_per_second');
   positive(cfg.l7.max_sessions, 'l7.max_sessions');
+  checkSender(cfg.sender);
+}
+
+function checkSender(s: Config['sender']): void {
+  const positive = (v: number, at: string) => {
+    if (!Number.isFinite(v) || v <= 0) throw new ConfigError(`sender.${at}: must be a positive number, got ${v}`);
+  };
+  if (s.sinks.length === 0) throw new ConfigError('sender.sinks: at least one sink');
+  if (new Set(s.sinks).size !== s.sinks.length) throw new ConfigError('sender.sinks: a sink is listed twice');
+  positive(s.jsonl.rotate_bytes, 'jsonl.rotate_bytes');
+  if (!Number.isInteger(s.jsonl.keep_files) || s.jsonl.keep_files < 0) throw new ConfigError('sender.jsonl.keep_files: must be an integer >= 0');
+  positive(s.sqlite.retention_hours, 'sqlite.retention_hours');
+  positive(s.sqlite.max_bytes, 'sqlite.max_bytes');
+  const c = s.collector;
+  if (!/^[^\s:]+:\d{1,5}$/.test(c.address) || Number(c.address.split(':').pop()) > 65535) {
+    throw new ConfigError(`sender.collector.address: expected host:port, got "${c.address}"`);
+  }
+  if (!Number.isInteger(c.agent_id) || c.agent_id < 0 || c.agent_id > 0xffffffff) {
+    throw new ConfigError(`sender.collector.agent_id: must be an integer 0-4294967295, got ${c.agent_id}`);
+  }
+  positive(c.spool_max_bytes, 'collector.spool_max_bytes');
+  positive(c.reconnect_min_ms, 'collector.reconnect_min_ms');
+  positive(c.reconnect_max_ms, 'collector.reconnect_max_ms');
+  if (c.reconnect_max_ms < c.reconnect_min_ms) throw new ConfigError('sender.collector.reconnect_max_ms: must be >= reconnect_min_ms');
+  positive(c.drain_timeout_ms, 'collector.drain_timeout_ms');
+  const h = s.clickhouse;
+  if (!/^https?:\/\/[^/]+\/?$/.test(h.url)) throw new ConfigError(`sender.clickhouse.url: expected http(s)://host:port, got "${h.url}"`);
+  if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(h.database)) throw new ConfigError(`sender.clickhouse.database: not a plain identifier: "${h.database}"`);
+  positive(h.batch_rows, 'clickhouse.batch_rows');
+  positive(h.flush_interval_ms, 'clickhouse.flush_interval_ms');
 }
 
 /** Parses and validates YAML text; `source` names it in error messages. */

@@ -1,37 +1,54 @@
 // Turns decoded records into the flat objects of the output contract (docs/schema.md): the
-// JSON lines now, and the SQL rows of later sinks. Field names are the schema's, unchanged.
+// JSON lines and the SQL rows. Field names and order are the schema's (as protobufjs toObject
+// with defaults gives them), built by a loop over the columns: no intermediate objects, as the
+// sender does this for every record.
 import { flowtap } from '../../lib/proto';
+import { meterFields, tableColumns, type Column } from './columns';
 
-const TO_OBJECT: Parameters<typeof flowtap.L4FlowLog.toObject>[1] = { defaults: true, longs: Number, bytes: String };
+type Loose = Record<string, unknown>;
 
-export function l4Row(log: flowtap.L4FlowLog): Record<string, unknown> {
-  return flowtap.L4FlowLog.toObject(log, TO_OBJECT);
+function defaultOf(c: Column): unknown {
+  return c.kind === 'text' ? '' : c.kind === 'bool' ? false : 0;
 }
 
-export function l7Row(log: flowtap.L7FlowLog): Record<string, unknown> {
-  const row = flowtap.L7FlowLog.toObject(log, TO_OBJECT);
-  // response_code is optional: DNS rcode 0 is a real code, so absence must stay visible.
-  const withCode: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(row)) {
-    if (k === 'response_status') withCode.response_code = log.response_code ?? null;
-    if (k !== 'response_code') withCode[k] = v;
+function flat(record: Loose, columns: readonly Column[]): Loose {
+  const row: Loose = {};
+  for (const c of columns) {
+    const v = record[c.name];
+    // response_code is optional: DNS rcode 0 is a real code, so absence stays visible as null.
+    row[c.name] = v === undefined || v === null ? (c.nullable ? null : defaultOf(c)) : c.kind === 'int' ? Number(v) : v;
   }
-  return withCode;
+  return row;
+}
+
+export function l4Row(log: flowtap.IL4FlowLog): Loose {
+  return flat(log as Loose, tableColumns().l4);
+}
+
+export function l7Row(log: flowtap.IL7FlowLog): Loose {
+  return flat(log as Loose, tableColumns().l7);
 }
 
 const SINGLE_SIDE_TAGS = ['ip', 'side', 'server_port', 'protocol', 'vlan'] as const;
 const EDGE_TAGS = ['ip_0', 'ip_1', 'server_port', 'protocol', 'vlan'] as const;
 const APP_TAGS = ['l7_protocol', 'endpoint'] as const;
+let flowMeterFields: string[] | undefined;
+let appMeterFields: string[] | undefined;
 
 /** A metric row: table, time, the table's tags, then its meter fields, flat. */
-export function documentRow(doc: flowtap.Document): Record<string, unknown> {
-  const row: Record<string, unknown> = { table: doc.table, time: Number(doc.time) };
-  const edge = doc.table.includes('_map.');
-  const app = doc.table.startsWith('application');
-  for (const tag of edge ? EDGE_TAGS : SINGLE_SIDE_TAGS) row[tag] = doc[tag];
-  if (app) for (const tag of APP_TAGS) row[tag] = doc[tag];
-  const meter = app
-    ? flowtap.AppMeterValues.toObject(flowtap.AppMeterValues.fromObject(doc.app_meter ?? {}), TO_OBJECT)
-    : flowtap.FlowMeter.toObject(flowtap.FlowMeter.fromObject(doc.flow_meter ?? {}), TO_OBJECT);
-  return Object.assign(row, meter);
+export function documentRow(doc: flowtap.IDocument): Loose {
+  const d = doc as Loose;
+  const row: Loose = { table: doc.table ?? '', time: Number(doc.time ?? 0) };
+  const table = String(row.table);
+  const edge = table.includes('_map.');
+  const app = table.startsWith('application');
+  for (const tag of edge ? EDGE_TAGS : SINGLE_SIDE_TAGS) row[tag] = d[tag] ?? (tag === 'server_port' || tag === 'protocol' || tag === 'vlan' ? 0 : '');
+  if (app) for (const tag of APP_TAGS) row[tag] = d[tag] ?? '';
+  const meter = (app ? doc.app_meter : doc.flow_meter) as Loose | null | undefined;
+  const fields = app ? (appMeterFields ??= meterFields('AppMeterValues')) : (flowMeterFields ??= meterFields('FlowMeter'));
+  for (const f of fields) {
+    const v = meter?.[f];
+    row[f] = v === undefined || v === null ? 0 : Number(v);
+  }
+  return row;
 }
