@@ -1,0 +1,766 @@
+// SPDX-License-Identifier: GPL-2.0
+/* Socket tracer on syscall tracepoints only (kprobes/fentry do not attach on the target hosts).
+ * Enter handlers remember the syscall's arguments per thread; exit handlers read the socket from
+ * the fd (task->files->fdt->fd[fd]->private_data), copy the bytes moved and emit one record to
+ * the ring buffer. Non-inet fds are dropped at entry, before anything is stored. */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_endian.h>
+#include <bpf/bpf_tracing.h>
+#include "socket_trace.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+#define AF_INET 2
+#define AF_INET6 10
+#define S_IFMT 00170000
+#define S_IFSOCK 0140000
+#define EINPROGRESS 115
+#define MAX_IOV 8
+
+struct {
+  __uint(type, BPF_MAP_TYPE_RINGBUF);
+  __uint(max_entries, 8 << 20); /* the loader may resize before load */
+} events SEC(".maps");
+
+/* The socket's tuple is cached: once TCP reaches CLOSE the kernel clears the local port, so
+ * events after the peer's FIN (and the close itself) report what the socket was. */
+struct sock_info {
+  __u64 socket_id;
+  __u8 role;
+  __u8 ip_version;
+  __u8 protocol;
+  __u8 tls;       /* plaintext comes from TLS uprobes: the socket's ciphertext events are dropped */
+  __u16 local_port;
+  __u16 remote_port;
+  __u8 local_addr[16];
+  __u8 remote_addr[16];
+};
+
+/* (tgid << 32 | fd) -> socket; removed on close so that short connections leave nothing behind. */
+struct {
+  __uint(type, BPF_MAP_TYPE_HASH);
+  __uint(max_entries, 65536);
+  __type(key, __u64);
+  __type(value, struct sock_info);
+} socket_info SEC(".maps");
+
+struct active_io {
+  __u64 ts_ns;
+  __u64 buf;     /* buffer, iovec array, msghdr or mmsghdr array, per `syscall` */
+  __u64 addr;    /* sendto/recvfrom: the peer's sockaddr (unconnected UDP), 0 if none */
+  __u32 fd;
+  __u32 vlen;    /* iovcnt for readv/writev */
+  __u8 syscall;
+  __u8 direction;
+};
+
+/* pid_tgid -> arguments of the syscall the thread is in. */
+struct {
+  __uint(type, BPF_MAP_TYPE_HASH);
+  __uint(max_entries, 65536);
+  __type(key, __u64);
+  __type(value, struct active_io);
+} active_io SEC(".maps");
+
+struct thread_trace {
+  __u64 trace_id;
+  __u8 last_direction;
+  __u8 pad[3];
+  __s32 last_in_fd;  /* socket the thread last received on: names the socket of a TLS library
+                      * that reads ciphertext outside SSL_read (Node's memory BIOs) */
+};
+
+/* tid -> the thread's current syscall_trace_id; LRU because threads exit without telling us. */
+struct {
+  __uint(type, BPF_MAP_TYPE_LRU_HASH);
+  __uint(max_entries, 65536);
+  __type(key, __u32);
+  __type(value, struct thread_trace);
+} thread_trace SEC(".maps");
+
+/* tgid -> 1 (trace) or 2 (skip), read according to config.pid_mode. */
+struct {
+  __uint(type, BPF_MAP_TYPE_HASH);
+  __uint(max_entries, 1024);
+  __type(key, __u32);
+  __type(value, __u8);
+} pid_filter SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_ARRAY);
+  __uint(max_entries, 1);
+  __type(key, __u32);
+  __type(value, struct sock_trace_config);
+} trace_config SEC(".maps");
+
+/* [0]: next socket_id, [1]: next syscall_trace_id; the loader seeds both. */
+struct {
+  __uint(type, BPF_MAP_TYPE_ARRAY);
+  __uint(max_entries, 2);
+  __type(key, __u32);
+  __type(value, __u64);
+} id_gen SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+  __uint(max_entries, CNT_MAX);
+  __type(key, __u32);
+  __type(value, __u64);
+} counters SEC(".maps");
+
+/* Room to build one record: header + 2x the cap, so a verifier-visible bound holds for
+ * "offset < cap, length <= cap" when copying several iovecs one after another. */
+struct scratch {
+  struct sock_event ev;
+  __u8 data[2 * SOCK_TRACE_MAX_CAP];
+};
+
+struct {
+  __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+  __uint(max_entries, 1);
+  __type(key, __u32);
+  __type(value, struct scratch);
+} scratch SEC(".maps");
+
+static __always_inline void count(__u32 idx) {
+  __u64 *v = bpf_map_lookup_elem(&counters, &idx);
+  if (v) *v += 1;
+}
+
+static __always_inline __u64 next_id(__u32 idx) {
+  __u64 *v = bpf_map_lookup_elem(&id_gen, &idx);
+  if (!v) return 0;
+  return __sync_fetch_and_add(v, 1);
+}
+
+static __always_inline struct sock_trace_config *get_config(void) {
+  __u32 zero = 0;
+  return bpf_map_lookup_elem(&trace_config, &zero);
+}
+
+static __always_inline bool pid_wanted(__u32 tgid) {
+  struct sock_trace_config *cfg = get_config();
+  __u8 *mark = bpf_map_lookup_elem(&pid_filter, &tgid);
+  if (cfg && cfg->pid_mode == 1) return mark && *mark == 1;
+  return !(mark && *mark == 2);
+}
+
+/* The inet sock behind fd of the current task, or NULL for anything else. */
+static __always_inline struct sock *inet_sock_of_fd(__u32 fd) {
+  struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+  struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+  if (!fdt) return NULL;
+  if (fd >= BPF_CORE_READ(fdt, max_fds)) return NULL;
+  struct file **fds = BPF_CORE_READ(fdt, fd);
+  struct file *file = NULL;
+  if (bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]) || !file) return NULL;
+  umode_t mode = BPF_CORE_READ(file, f_inode, i_mode);
+  if ((mode & S_IFMT) != S_IFSOCK) return NULL;
+  struct socket *sock = BPF_CORE_READ(file, private_data);
+  if (!sock) return NULL;
+  struct sock *sk = BPF_CORE_READ(sock, sk);
+  if (!sk) return NULL;
+  __u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+  if (family != AF_INET && family != AF_INET6) return NULL;
+  __u16 proto = BPF_CORE_READ(sk, sk_protocol);
+  if (proto != IPPROTO_TCP && proto != IPPROTO_UDP) return NULL;
+  return sk;
+}
+
+static __always_inline void fill_tuple(struct sock_event *ev, struct sock *sk) {
+  __u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+  ev->protocol = (__u8)BPF_CORE_READ(sk, sk_protocol);
+  ev->local_port = BPF_CORE_READ(sk, __sk_common.skc_num);
+  ev->remote_port = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+  if (family == AF_INET) {
+    __u32 src = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
+    __u32 dst = BPF_CORE_READ(sk, __sk_common.skc_daddr);
+    __builtin_memset(ev->local_addr, 0, 10);
+    __builtin_memset(ev->remote_addr, 0, 10);
+    ev->local_addr[10] = 0xff; ev->local_addr[11] = 0xff;
+    ev->remote_addr[10] = 0xff; ev->remote_addr[11] = 0xff;
+    __builtin_memcpy(&ev->local_addr[12], &src, 4);
+    __builtin_memcpy(&ev->remote_addr[12], &dst, 4);
+    ev->ip_version = 4;
+  } else {
+    BPF_CORE_READ_INTO(&ev->local_addr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
+    BPF_CORE_READ_INTO(&ev->remote_addr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
+    /* A v4-mapped v6 socket reports like a v4 one, as the packet path does. */
+    ev->ip_version = (ev->remote_addr[10] == 0xff && ev->remote_addr[11] == 0xff &&
+                      ev->remote_addr[0] == 0 && ev->remote_addr[8] == 0) ? 4 : 6;
+  }
+}
+
+static __always_inline struct scratch *scratch_for(__u8 kind, __u64 pid_tgid, __u32 fd) {
+  __u32 zero = 0;
+  struct scratch *s = bpf_map_lookup_elem(&scratch, &zero);
+  if (!s) return NULL;
+  struct sock_event *ev = &s->ev;
+  ev->kind = kind;
+  ev->pid = pid_tgid >> 32;
+  ev->tid = (__u32)pid_tgid;
+  ev->fd = fd;
+  ev->syscall_len = 0;
+  ev->cap_len = 0;
+  ev->trace_id = 0;
+  ev->direction = 0;
+  ev->is_tls = 0;
+  ev->pad0 = 0;
+  /* The process's name (its main thread's comm), as process_kname: worker threads rename themselves. */
+  struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+  if (BPF_CORE_READ_STR_INTO(&ev->comm, task, group_leader, comm) < 0)
+    bpf_get_current_comm(&ev->comm, sizeof(ev->comm));
+  return s;
+}
+
+static __always_inline void submit(struct scratch *s) {
+  __u64 size = sizeof(struct sock_event) + s->ev.cap_len;
+  if (size > sizeof(struct scratch)) size = sizeof(struct scratch);
+  /* A wakeup per event costs an irq_work (a self-IPI, expensive in VMs) and a reader wakeup:
+   * wake only when enough is waiting; the reader drains on a short timer otherwise. */
+  struct sock_trace_config *cfg = get_config();
+  __u64 threshold = cfg ? cfg->wakeup_bytes : 0;
+  __u64 flags = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= threshold ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
+  if (bpf_ringbuf_output(&events, s, size, flags)) count(CNT_RINGBUF_FULL);
+  else count(CNT_EVENTS);
+}
+
+/* Remembers a connected/accepted socket with its role; returns its socket_id. */
+static __always_inline __u64 remember_socket(__u64 key, __u8 role, const struct sock_event *ev) {
+  struct sock_info info = {
+    .socket_id = next_id(0), .role = role, .ip_version = ev->ip_version, .protocol = ev->protocol,
+    .local_port = ev->local_port, .remote_port = ev->remote_port,
+  };
+  __builtin_memcpy(info.local_addr, ev->local_addr, 16);
+  __builtin_memcpy(info.remote_addr, ev->remote_addr, 16);
+  if (bpf_map_update_elem(&socket_info, &key, &info, BPF_ANY)) count(CNT_SOCKET_MAP_FULL);
+  return info.socket_id;
+}
+
+static __always_inline void cached_tuple(struct sock_event *ev, const struct sock_info *info) {
+  ev->ip_version = info->ip_version;
+  ev->protocol = info->protocol;
+  ev->local_port = info->local_port;
+  ev->remote_port = info->remote_port;
+  __builtin_memcpy(ev->local_addr, info->local_addr, 16);
+  __builtin_memcpy(ev->remote_addr, info->remote_addr, 16);
+}
+
+/* syscall_trace_id: the first receive after a send (or ever) on this thread opens a new id;
+ * sends carry the thread's current id, linking a server's response to its request. */
+static __always_inline void set_trace_id(struct sock_event *ev, __u32 tid, __u8 direction, __u32 fd) {
+  struct thread_trace *tt = bpf_map_lookup_elem(&thread_trace, &tid);
+  if (direction == SOCK_DIR_INGRESS) {
+    if (!tt || tt->last_direction != SOCK_DIR_INGRESS || tt->trace_id == 0) {
+      struct thread_trace fresh = { .trace_id = next_id(1), .last_direction = SOCK_DIR_INGRESS, .last_in_fd = fd };
+      bpf_map_update_elem(&thread_trace, &tid, &fresh, BPF_ANY);
+      ev->trace_id = fresh.trace_id;
+    } else {
+      ev->trace_id = tt->trace_id;
+      tt->last_in_fd = fd;
+    }
+  } else if (tt) {
+    ev->trace_id = tt->trace_id;
+    tt->last_direction = SOCK_DIR_EGRESS;
+  }
+}
+
+/* ---- TLS: state shared with the syscall handlers ---- */
+
+/* A thread inside SSL_read/SSL_write: the socket syscall it makes meanwhile names the fd. */
+struct tls_call {
+  __u64 ssl;
+  __u64 buf;
+  __u64 len_ptr;  /* _ex forms: where the library stores the byte count */
+  __u64 ts_ns;
+  __s32 fd;       /* -1 until a socket syscall is seen inside the call */
+  __u8 direction;
+  __u8 ex;
+};
+
+struct {
+  __uint(type, BPF_MAP_TYPE_HASH);
+  __uint(max_entries, 16384);
+  __type(key, __u64);
+  __type(value, struct tls_call);
+} tls_active SEC(".maps");
+
+struct ssl_key {
+  __u32 tgid;
+  __u32 pad;
+  __u64 ssl;
+};
+
+/* (tgid, SSL*) -> fd, learned from the syscalls inside earlier calls: an SSL_read served from
+ * the library's buffer makes no syscall. LRU: SSL objects are freed without telling us. */
+struct {
+  __uint(type, BPF_MAP_TYPE_LRU_HASH);
+  __uint(max_entries, 65536);
+  __type(key, struct ssl_key);
+  __type(value, __s32);
+} ssl_fd SEC(".maps");
+
+/* A TLS write whose socket is not known yet (Node encrypts into memory, then writes the
+ * ciphertext itself): the event waits here, keyed by thread, for the thread's next socket send,
+ * which names the socket. ev.socket_id holds the SSL* meanwhile. Layout = the head of a scratch. */
+struct tls_pending {
+  struct sock_event ev;
+  __u8 data[SOCK_TRACE_MAX_CAP];
+};
+
+struct {
+  __uint(type, BPF_MAP_TYPE_HASH);
+  __uint(max_entries, 4096);
+  __uint(map_flags, BPF_F_NO_PREALLOC);
+  __type(key, __u64);
+  __type(value, struct tls_pending);
+} tls_pending SEC(".maps");
+
+/* True when the thread is inside a TLS call: remember the fd, and let the caller drop the
+ * ciphertext event (the uprobe reports the plaintext of the same bytes). */
+static __always_inline bool tls_claims_fd(__u64 pid_tgid, __u32 fd) {
+  struct tls_call *tc = bpf_map_lookup_elem(&tls_active, &pid_tgid);
+  if (!tc) return false;
+  tc->fd = fd;
+  struct ssl_key k = { .tgid = pid_tgid >> 32, .ssl = tc->ssl };
+  __s32 v = fd;
+  bpf_map_update_elem(&ssl_fd, &k, &v, BPF_ANY);
+  return true;
+}
+
+static __always_inline void complete_tls_pending(__u64 pid_tgid, __u32 fd);
+
+/* An unconnected UDP socket has no peer in the kernel socket: take it from the syscall's
+ * sockaddr (sendto's destination, recvfrom's/recvmsg's source) when there is one. */
+static __always_inline void peer_from_sockaddr(struct sock_event *ev, __u64 addr) {
+  if (!addr || ev->remote_port != 0) return;
+  struct sockaddr_in6 sa = {};
+  if (bpf_probe_read_user(&sa, sizeof(sa), (const void *)addr)) return;
+  if (sa.sin6_family == AF_INET) {
+    struct sockaddr_in *in = (struct sockaddr_in *)&sa;
+    __builtin_memset(ev->remote_addr, 0, 10);
+    ev->remote_addr[10] = 0xff;
+    ev->remote_addr[11] = 0xff;
+    __builtin_memcpy(&ev->remote_addr[12], &in->sin_addr.s_addr, 4);
+    ev->remote_port = bpf_ntohs(in->sin_port);
+  } else if (sa.sin6_family == AF_INET6) {
+    __builtin_memcpy(ev->remote_addr, &sa.sin6_addr, 16);
+    ev->remote_port = bpf_ntohs(sa.sin6_port);
+  }
+}
+
+/* ---- data syscalls ---- */
+
+static __always_inline int enter_io(__u32 fd, __u64 buf, __u32 vlen, __u8 sys, __u8 dir, __u64 addr) {
+  __u64 pid_tgid = bpf_get_current_pid_tgid();
+  __u32 tgid = pid_tgid >> 32;
+  if (!pid_wanted(tgid)) return 0;
+  __u64 key = ((__u64)tgid << 32) | fd;
+  /* Known sockets skip the fd walk; unknown fds must prove to be inet sockets. */
+  if (!bpf_map_lookup_elem(&socket_info, &key) && !inet_sock_of_fd(fd)) return 0;
+  struct sock_trace_config *cfg = get_config();
+  if (cfg && cfg->tls_enabled) {
+    if (tls_claims_fd(pid_tgid, fd)) return 0;
+    if (dir == SOCK_DIR_EGRESS) complete_tls_pending(pid_tgid, fd);
+  }
+  struct active_io io = {
+    .ts_ns = bpf_ktime_get_ns(), .buf = buf, .addr = addr, .fd = fd, .vlen = vlen, .syscall = sys, .direction = dir,
+  };
+  if (bpf_map_update_elem(&active_io, &pid_tgid, &io, BPF_ANY)) count(CNT_ACTIVE_MAP_FULL);
+  return 0;
+}
+
+/* Copies up to `room` bytes at data[off]; returns the bytes copied. */
+static __always_inline __u32 copy_user(struct scratch *s, __u32 off, __u64 src, __u64 len, __u32 cap) {
+  if (off >= cap || off >= SOCK_TRACE_MAX_CAP) return 0;
+  __u64 n = len;
+  if (n > cap - off) n = cap - off;
+  if (n > SOCK_TRACE_MAX_CAP) n = SOCK_TRACE_MAX_CAP;
+  if (n == 0) return 0;
+  /* off < MAX_CAP already; the mask makes that visible to the verifier after clang reorders. */
+  __u32 at = off & (SOCK_TRACE_MAX_CAP - 1);
+  asm volatile("" : "+r"(at));
+  at &= (SOCK_TRACE_MAX_CAP - 1);
+  if (bpf_probe_read_user(&s->data[at], n, (const void *)src)) {
+    count(CNT_READ_USER_FAULT);
+    return 0;
+  }
+  return (__u32)n;
+}
+
+static __always_inline __u32 copy_iov(struct scratch *s, __u64 iov_ptr, __u32 iovcnt, __u64 total, __u32 cap) {
+  __u32 off = 0;
+  __u64 left = total;
+  for (int i = 0; i < MAX_IOV; i++) {
+    if (i >= iovcnt || left == 0 || off >= cap) break;
+    struct iovec iov;
+    if (bpf_probe_read_user(&iov, sizeof(iov), (const void *)(iov_ptr + i * sizeof(struct iovec)))) break;
+    __u64 n = iov.iov_len < left ? iov.iov_len : left;
+    __u32 got = copy_user(s, off, (__u64)iov.iov_base, n, cap);
+    if (got == 0) break;
+    off += got;
+    left -= n;
+  }
+  return off;
+}
+
+static __always_inline int exit_io(long ret) {
+  __u64 pid_tgid = bpf_get_current_pid_tgid();
+  struct active_io *io = bpf_map_lookup_elem(&active_io, &pid_tgid);
+  if (!io) return 0;
+  struct active_io a = *io;
+  bpf_map_delete_elem(&active_io, &pid_tgid);
+  if (ret <= 0) return 0;
+
+  __u32 tgid = pid_tgid >> 32;
+  struct scratch *s = scratch_for(SOCK_EVENT_DATA, pid_tgid, a.fd);
+  if (!s) return 0;
+  struct sock_event *ev = &s->ev;
+
+  __u64 key = ((__u64)tgid << 32) | a.fd;
+  struct sock_info *info = bpf_map_lookup_elem(&socket_info, &key);
+  if (info && info->tls) return 0; /* ciphertext of a socket whose plaintext the uprobes report */
+  if (info && info->remote_port != 0 && info->local_port != 0) {
+    /* A connected socket keeps its tuple: the cache spares the fd walk on the hot path (and
+     * still holds the local port after TCP_CLOSE, which the kernel zeroes). */
+    ev->socket_id = info->socket_id;
+    ev->role = info->role;
+    cached_tuple(ev, info);
+  } else {
+    struct sock *sk = inet_sock_of_fd(a.fd);
+    if (!sk) return 0;
+    fill_tuple(ev, sk);
+    if (info) {
+      ev->socket_id = info->socket_id;
+      ev->role = info->role;
+    } else {
+      ev->socket_id = remember_socket(key, SOCK_ROLE_UNKNOWN, ev);
+      ev->role = SOCK_ROLE_UNKNOWN;
+    }
+  }
+  ev->syscall = a.syscall;
+  ev->direction = a.direction;
+  ev->ts_ns = a.direction == SOCK_DIR_EGRESS ? a.ts_ns : bpf_ktime_get_ns();
+
+  set_trace_id(ev, (__u32)pid_tgid, a.direction, a.fd);
+
+  struct sock_trace_config *cfg = get_config();
+  __u32 cap = cfg ? cfg->cap_bytes : 0;
+  if (cap > SOCK_TRACE_MAX_CAP) cap = SOCK_TRACE_MAX_CAP;
+  __u64 len = (__u64)ret;
+  switch (a.syscall) {
+  case SYS_READV:
+  case SYS_WRITEV:
+    ev->cap_len = copy_iov(s, a.buf, a.vlen, len, cap);
+    break;
+  case SYS_SENDMSG:
+  case SYS_RECVMSG: {
+    struct user_msghdr msg;
+    if (bpf_probe_read_user(&msg, sizeof(msg), (const void *)a.buf) == 0) {
+      ev->cap_len = copy_iov(s, (__u64)msg.msg_iov, (__u32)msg.msg_iovlen, len, cap);
+      peer_from_sockaddr(ev, (__u64)msg.msg_name);
+    }
+    break;
+  }
+  case SYS_SENDMMSG:
+  case SYS_RECVMMSG: {
+    /* ret is a message count; report the first message only. */
+    struct mmsghdr mm;
+    if (bpf_probe_read_user(&mm, sizeof(mm), (const void *)a.buf) == 0) {
+      len = mm.msg_len;
+      ev->cap_len = copy_iov(s, (__u64)mm.msg_hdr.msg_iov, (__u32)mm.msg_hdr.msg_iovlen, len, cap);
+      peer_from_sockaddr(ev, (__u64)mm.msg_hdr.msg_name);
+    }
+    break;
+  }
+  default:
+    ev->cap_len = copy_user(s, 0, a.buf, len, cap);
+    peer_from_sockaddr(ev, a.addr);
+  }
+  ev->syscall_len = len > 0xffffffffULL ? 0xffffffff : (__u32)len;
+  submit(s);
+  return 0;
+}
+
+#define ARG(i) (ctx->args[i])
+
+SEC("tracepoint/syscalls/sys_enter_read")
+int enter_read(struct trace_event_raw_sys_enter *ctx) { return enter_io(ARG(0), ARG(1), 0, SYS_READ, SOCK_DIR_INGRESS, 0); }
+SEC("tracepoint/syscalls/sys_enter_write")
+int enter_write(struct trace_event_raw_sys_enter *ctx) { return enter_io(ARG(0), ARG(1), 0, SYS_WRITE, SOCK_DIR_EGRESS, 0); }
+SEC("tracepoint/syscalls/sys_enter_readv")
+int enter_readv(struct trace_event_raw_sys_enter *ctx) { return enter_io(ARG(0), ARG(1), ARG(2), SYS_READV, SOCK_DIR_INGRESS, 0); }
+SEC("tracepoint/syscalls/sys_enter_writev")
+int enter_writev(struct trace_event_raw_sys_enter *ctx) { return enter_io(ARG(0), ARG(1), ARG(2), SYS_WRITEV, SOCK_DIR_EGRESS, 0); }
+SEC("tracepoint/syscalls/sys_enter_sendto")
+int enter_sendto(struct trace_event_raw_sys_enter *ctx) { return enter_io(ARG(0), ARG(1), 0, SYS_SENDTO, SOCK_DIR_EGRESS, ARG(4)); }
+SEC("tracepoint/syscalls/sys_enter_recvfrom")
+int enter_recvfrom(struct trace_event_raw_sys_enter *ctx) { return enter_io(ARG(0), ARG(1), 0, SYS_RECVFROM, SOCK_DIR_INGRESS, ARG(4)); }
+SEC("tracepoint/syscalls/sys_enter_sendmsg")
+int enter_sendmsg(struct trace_event_raw_sys_enter *ctx) { return enter_io(ARG(0), ARG(1), 0, SYS_SENDMSG, SOCK_DIR_EGRESS, 0); }
+SEC("tracepoint/syscalls/sys_enter_recvmsg")
+int enter_recvmsg(struct trace_event_raw_sys_enter *ctx) { return enter_io(ARG(0), ARG(1), 0, SYS_RECVMSG, SOCK_DIR_INGRESS, 0); }
+SEC("tracepoint/syscalls/sys_enter_sendmmsg")
+int enter_sendmmsg(struct trace_event_raw_sys_enter *ctx) { return enter_io(ARG(0), ARG(1), 0, SYS_SENDMMSG, SOCK_DIR_EGRESS, 0); }
+SEC("tracepoint/syscalls/sys_enter_recvmmsg")
+int enter_recvmmsg(struct trace_event_raw_sys_enter *ctx) { return enter_io(ARG(0), ARG(1), 0, SYS_RECVMMSG, SOCK_DIR_INGRESS, 0); }
+
+#define EXIT_IO(name) \
+  SEC("tracepoint/syscalls/sys_exit_" #name) \
+  int exit_##name(struct trace_event_raw_sys_exit *ctx) { return exit_io(ctx->ret); }
+EXIT_IO(read)
+EXIT_IO(write)
+EXIT_IO(readv)
+EXIT_IO(writev)
+EXIT_IO(sendto)
+EXIT_IO(recvfrom)
+EXIT_IO(sendmsg)
+EXIT_IO(recvmsg)
+EXIT_IO(sendmmsg)
+EXIT_IO(recvmmsg)
+
+/* ---- connection lifecycle ---- */
+
+static __always_inline int enter_remember(__u32 fd, __u8 sys) {
+  __u64 pid_tgid = bpf_get_current_pid_tgid();
+  if (!pid_wanted(pid_tgid >> 32)) return 0;
+  struct active_io io = { .ts_ns = bpf_ktime_get_ns(), .fd = fd, .syscall = sys };
+  if (bpf_map_update_elem(&active_io, &pid_tgid, &io, BPF_ANY)) count(CNT_ACTIVE_MAP_FULL);
+  return 0;
+}
+
+static __always_inline int emit_lifecycle(__u8 kind, __u8 sys, __u32 fd, __u8 role, __u64 ts) {
+  __u64 pid_tgid = bpf_get_current_pid_tgid();
+  struct sock *sk = inet_sock_of_fd(fd);
+  if (!sk) return 0;
+  __u64 key = ((pid_tgid >> 32) << 32) | fd;
+  struct scratch *s = scratch_for(kind, pid_tgid, fd);
+  if (!s) return 0;
+  fill_tuple(&s->ev, sk);
+  s->ev.socket_id = remember_socket(key, role, &s->ev);
+  s->ev.role = role;
+  s->ev.syscall = sys;
+  s->ev.ts_ns = ts;
+  submit(s);
+  return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_connect")
+int enter_connect(struct trace_event_raw_sys_enter *ctx) { return enter_remember(ARG(0), SYS_CONNECT); }
+
+SEC("tracepoint/syscalls/sys_exit_connect")
+int exit_connect(struct trace_event_raw_sys_exit *ctx) {
+  __u64 pid_tgid = bpf_get_current_pid_tgid();
+  struct active_io *io = bpf_map_lookup_elem(&active_io, &pid_tgid);
+  if (!io) return 0;
+  struct active_io a = *io;
+  bpf_map_delete_elem(&active_io, &pid_tgid);
+  if (ctx->ret != 0 && ctx->ret != -EINPROGRESS) return 0;
+  return emit_lifecycle(SOCK_EVENT_CONNECT, SYS_CONNECT, a.fd, SOCK_ROLE_CLIENT, a.ts_ns);
+}
+
+SEC("tracepoint/syscalls/sys_enter_accept")
+int enter_accept(struct trace_event_raw_sys_enter *ctx) { return enter_remember(ARG(0), SYS_ACCEPT); }
+SEC("tracepoint/syscalls/sys_enter_accept4")
+int enter_accept4(struct trace_event_raw_sys_enter *ctx) { return enter_remember(ARG(0), SYS_ACCEPT4); }
+
+static __always_inline int exit_accept_common(long ret) {
+  __u64 pid_tgid = bpf_get_current_pid_tgid();
+  struct active_io *io = bpf_map_lookup_elem(&active_io, &pid_tgid);
+  if (!io) return 0;
+  __u8 sys = io->syscall;
+  bpf_map_delete_elem(&active_io, &pid_tgid);
+  if (ret < 0) return 0;
+  return emit_lifecycle(SOCK_EVENT_ACCEPT, sys, (__u32)ret, SOCK_ROLE_SERVER, bpf_ktime_get_ns());
+}
+
+SEC("tracepoint/syscalls/sys_exit_accept")
+int exit_accept(struct trace_event_raw_sys_exit *ctx) { return exit_accept_common(ctx->ret); }
+SEC("tracepoint/syscalls/sys_exit_accept4")
+int exit_accept4(struct trace_event_raw_sys_exit *ctx) { return exit_accept_common(ctx->ret); }
+
+/* close: drop the socket's entry at entry (the fd is still valid, so the tuple can be read). */
+SEC("tracepoint/syscalls/sys_enter_close")
+int enter_close(struct trace_event_raw_sys_enter *ctx) {
+  __u64 pid_tgid = bpf_get_current_pid_tgid();
+  __u32 fd = ARG(0);
+  __u64 key = ((pid_tgid >> 32) << 32) | fd;
+  struct sock_info *info = bpf_map_lookup_elem(&socket_info, &key);
+  if (!info) return 0;
+  struct scratch *s = scratch_for(SOCK_EVENT_CLOSE, pid_tgid, fd);
+  if (!s) {
+    bpf_map_delete_elem(&socket_info, &key);
+    return 0;
+  }
+  s->ev.socket_id = info->socket_id;
+  s->ev.role = info->role;
+  s->ev.syscall = SYS_CLOSE;
+  s->ev.ts_ns = bpf_ktime_get_ns();
+  cached_tuple(&s->ev, info);
+  bpf_map_delete_elem(&socket_info, &key);
+  submit(s);
+  return 0;
+}
+
+/* ---- TLS uprobes: SSL_read/SSL_write (+ _ex) of OpenSSL, in libssl or linked into a binary ---- */
+
+static __always_inline int tls_enter(struct pt_regs *ctx, __u8 direction, bool ex) {
+  __u64 pid_tgid = bpf_get_current_pid_tgid();
+  if (!pid_wanted(pid_tgid >> 32)) return 0;
+  struct tls_call c = {
+    .ssl = PT_REGS_PARM1(ctx), .buf = PT_REGS_PARM2(ctx), .len_ptr = ex ? PT_REGS_PARM4(ctx) : 0,
+    .ts_ns = bpf_ktime_get_ns(), .fd = -1, .direction = direction, .ex = ex,
+  };
+  if (bpf_map_update_elem(&tls_active, &pid_tgid, &c, BPF_ANY)) count(CNT_ACTIVE_MAP_FULL);
+  return 0;
+}
+
+static __always_inline int tls_exit(struct pt_regs *ctx) {
+  __u64 pid_tgid = bpf_get_current_pid_tgid();
+  struct tls_call *tc = bpf_map_lookup_elem(&tls_active, &pid_tgid);
+  if (!tc) return 0;
+  struct tls_call c = *tc;
+  bpf_map_delete_elem(&tls_active, &pid_tgid);
+  long ret = PT_REGS_RC(ctx);
+  __u32 tgid = pid_tgid >> 32;
+  struct ssl_key sk_key = { .tgid = tgid, .ssl = c.ssl };
+  if (c.fd < 0 && c.direction == SOCK_DIR_INGRESS) {
+    /* No syscall inside the call: the library was fed ciphertext the thread just read itself
+     * (Node), or served buffered bytes. Learn SSL* -> fd from the thread's last receive once. */
+    __u32 tid = (__u32)pid_tgid;
+    struct thread_trace *tt = bpf_map_lookup_elem(&thread_trace, &tid);
+    if (tt && tt->last_in_fd >= 0 && !bpf_map_lookup_elem(&ssl_fd, &sk_key)) {
+      __s32 v = tt->last_in_fd;
+      bpf_map_update_elem(&ssl_fd, &sk_key, &v, BPF_NOEXIST);
+    }
+  }
+  __u64 len = 0;
+  if (c.ex) {
+    if ((int)ret != 1 || !c.len_ptr) return 0;
+    if (bpf_probe_read_user(&len, sizeof(len), (const void *)c.len_ptr)) return 0;
+  } else {
+    if ((int)ret <= 0) return 0;
+    len = (__u32)(int)ret;
+  }
+  __s32 fd = c.fd;
+  if (fd < 0) {
+    __s32 *known = bpf_map_lookup_elem(&ssl_fd, &sk_key);
+    if (known) fd = *known;
+  }
+  if (fd < 0 && c.direction == SOCK_DIR_INGRESS) {
+    count(CNT_TLS_NO_FD);
+    return 0;
+  }
+  if (fd < 0) {
+    /* A write on an SSL whose socket is unknown: hold it until the thread sends on a socket. */
+    struct scratch *s = scratch_for(SOCK_EVENT_DATA, pid_tgid, 0);
+    if (!s) return 0;
+    struct sock_event *ev = &s->ev;
+    ev->socket_id = c.ssl;
+    ev->is_tls = 1;
+    ev->direction = SOCK_DIR_EGRESS;
+    ev->syscall = SYS_SSL_WRITE;
+    ev->ts_ns = c.ts_ns;
+    set_trace_id(ev, (__u32)pid_tgid, SOCK_DIR_EGRESS, 0);
+    struct sock_trace_config *cfg = get_config();
+    __u32 cap = cfg ? cfg->cap_bytes : 0;
+    if (cap > SOCK_TRACE_MAX_CAP) cap = SOCK_TRACE_MAX_CAP;
+    ev->cap_len = copy_user(s, 0, c.buf, len, cap);
+    ev->syscall_len = len > 0xffffffffULL ? 0xffffffff : (__u32)len;
+    if (bpf_map_update_elem(&tls_pending, &pid_tgid, s, BPF_ANY)) count(CNT_TLS_NO_FD);
+    return 0;
+  }
+  struct scratch *s = scratch_for(SOCK_EVENT_DATA, pid_tgid, (__u32)fd);
+  if (!s) return 0;
+  struct sock_event *ev = &s->ev;
+  __u64 key = ((__u64)tgid << 32) | (__u32)fd;
+  struct sock_info *info = bpf_map_lookup_elem(&socket_info, &key);
+  if (info && info->remote_port != 0 && info->local_port != 0) {
+    ev->socket_id = info->socket_id;
+    ev->role = info->role;
+    cached_tuple(ev, info);
+  } else {
+    struct sock *sk = inet_sock_of_fd((__u32)fd);
+    if (!sk) {
+      count(CNT_TLS_NO_FD);
+      return 0;
+    }
+    fill_tuple(ev, sk);
+    if (info) {
+      ev->socket_id = info->socket_id;
+      ev->role = info->role;
+    } else {
+      ev->socket_id = remember_socket(key, SOCK_ROLE_UNKNOWN, ev);
+      ev->role = SOCK_ROLE_UNKNOWN;
+    }
+  }
+  info = bpf_map_lookup_elem(&socket_info, &key);
+  if (info) info->tls = 1;
+  ev->is_tls = 1;
+  ev->direction = c.direction;
+  ev->syscall = c.direction == SOCK_DIR_EGRESS ? SYS_SSL_WRITE : SYS_SSL_READ;
+  ev->ts_ns = c.direction == SOCK_DIR_EGRESS ? c.ts_ns : bpf_ktime_get_ns();
+  set_trace_id(ev, (__u32)pid_tgid, c.direction, (__u32)fd);
+  struct sock_trace_config *cfg = get_config();
+  __u32 cap = cfg ? cfg->cap_bytes : 0;
+  if (cap > SOCK_TRACE_MAX_CAP) cap = SOCK_TRACE_MAX_CAP;
+  ev->cap_len = copy_user(s, 0, c.buf, len, cap);
+  ev->syscall_len = len > 0xffffffffULL ? 0xffffffff : (__u32)len;
+  submit(s);
+  return 0;
+}
+
+/* The thread's first socket send after a TLS write with unknown socket: that is the ciphertext
+ * of the write, so this fd is the socket. Emits the held plaintext with this socket's tuple. */
+static __always_inline void complete_tls_pending(__u64 pid_tgid, __u32 fd) {
+  struct tls_pending *p = bpf_map_lookup_elem(&tls_pending, &pid_tgid);
+  if (!p) return;
+  __u32 tgid = pid_tgid >> 32;
+  struct ssl_key k = { .tgid = tgid, .ssl = p->ev.socket_id };
+  __s32 v = fd;
+  bpf_map_update_elem(&ssl_fd, &k, &v, BPF_ANY);
+  __u64 key = ((__u64)tgid << 32) | fd;
+  struct sock_info *info = bpf_map_lookup_elem(&socket_info, &key);
+  if (info && info->remote_port != 0 && info->local_port != 0) {
+    cached_tuple(&p->ev, info);
+    p->ev.socket_id = info->socket_id;
+    p->ev.role = info->role;
+  } else {
+    struct sock *sk = inet_sock_of_fd(fd);
+    if (!sk) {
+      bpf_map_delete_elem(&tls_pending, &pid_tgid);
+      count(CNT_TLS_NO_FD);
+      return;
+    }
+    fill_tuple(&p->ev, sk);
+    if (info) {
+      p->ev.socket_id = info->socket_id;
+      p->ev.role = info->role;
+    } else {
+      p->ev.socket_id = remember_socket(key, SOCK_ROLE_UNKNOWN, &p->ev);
+      p->ev.role = SOCK_ROLE_UNKNOWN;
+    }
+  }
+  info = bpf_map_lookup_elem(&socket_info, &key);
+  if (info) info->tls = 1;
+  p->ev.fd = fd;
+  __u64 size = sizeof(struct sock_event) + p->ev.cap_len;
+  if (size > sizeof(struct tls_pending)) size = sizeof(struct tls_pending);
+  if (bpf_ringbuf_output(&events, p, size, 0)) count(CNT_RINGBUF_FULL);
+  else count(CNT_EVENTS);
+  bpf_map_delete_elem(&tls_pending, &pid_tgid);
+}
+
+/* Attached by the loader per library/binary (attachTls), never automatically. */
+SEC("uprobe")
+int tls_write_enter(struct pt_regs *ctx) { return tls_enter(ctx, SOCK_DIR_EGRESS, false); }
+SEC("uprobe")
+int tls_write_ex_enter(struct pt_regs *ctx) { return tls_enter(ctx, SOCK_DIR_EGRESS, true); }
+SEC("uprobe")
+int tls_read_enter(struct pt_regs *ctx) { return tls_enter(ctx, SOCK_DIR_INGRESS, false); }
+SEC("uprobe")
+int tls_read_ex_enter(struct pt_regs *ctx) { return tls_enter(ctx, SOCK_DIR_INGRESS, true); }
+SEC("uretprobe")
+int tls_exit_probe(struct pt_regs *ctx) { return tls_exit(ctx); }

@@ -1,0 +1,252 @@
+// Typed wrapper of the eBPF socket tracer in the flowtap_native addon (native/src/ebpf_socket_tracer.cc),
+// plus the checks that decide whether the agent can trace sockets at all or runs packet-only.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+
+export interface EbpfSocketTracerOptions {
+  /** The compiled CO-RE object. Default: bpf/socket_trace.bpf.o of this checkout. */
+  objectPath?: string;
+  /** Payload bytes copied per syscall (0..8192). Default 4096. */
+  capBytes?: number;
+  /** Ring buffer size in bytes, rounded up to a power of two. Default 8 MiB. */
+  ringBytes?: number;
+  /** Sockets tracked at once (kernel hash map entries). Default 65536. */
+  socketMapEntries?: number;
+  /** 'exclude': trace every process but `pids`; 'include': trace only `pids`. Default 'exclude'. */
+  pidMode?: 'exclude' | 'include';
+  /** Processes to skip or to trace, per pidMode. The collector adds its own pid to 'exclude'. */
+  pids?: number[];
+  /** Largest batch handed to JS, bytes. Default 1 MiB. */
+  batchBytes?: number;
+  /**
+   * The kernel wakes the reader only when this many bytes wait in the ring (default 256 KiB);
+   * below that the reader drains every flushIntervalMs. Waking per event costs more than tracing it.
+   */
+  wakeupBytes?: number;
+  /** Drain period, ms: the most an event waits in the ring at low rates. Default 10. */
+  flushIntervalMs?: number;
+}
+
+/** Running totals kept by the eBPF programs (summed over CPUs) and the loader. */
+export interface EbpfTracerCounters {
+  /** Events lost: the ring buffer was full (JS too slow or ring too small). */
+  ringbufFull: number;
+  /** Sockets not remembered: socket map full (events still sent, role unknown on later ones). */
+  socketMapFull: number;
+  /** Syscalls not traced: the in-flight syscall map was full. */
+  activeMapFull: number;
+  /** Payload copies that faulted on the user buffer (event sent without those bytes). */
+  readUserFault: number;
+  /** Events written to the ring buffer. */
+  events: number;
+  /** TLS reads/writes whose socket could not be found (plaintext lost). */
+  tlsNoFd: number;
+  /** Records larger than a batch (never with the shipped object). */
+  oversize: number;
+}
+
+export interface EbpfMapCounts {
+  /** Sockets the kernel side remembers; 0 once every traced socket was closed. */
+  socketInfo: number;
+  /** Threads inside a traced syscall right now. */
+  activeIo: number;
+}
+
+/**
+ * Called per batch: the first `bytes` of `records` hold `count` ring records, each as
+ * [u32 length, u32 0, record] padded to 8 bytes (8-aligned, so typed-array views work); the
+ * record layout is bpf/socket_trace.h (see services/capture/ebpf-socket-records.ts).
+ * `records` is one reused Buffer: its contents are valid only during the call.
+ */
+export type EbpfBatchCallback = (records: Buffer, count: number, bytes: number) => void;
+
+interface NativeTracer {
+  start(cb: EbpfBatchCallback): void;
+  counters(): EbpfTracerCounters;
+  mapCounts(): EbpfMapCounts;
+  setPidFilter(pid: number, mark: number): boolean;
+  attachTls(path: string): number;
+  drain(): number;
+  close(): void;
+  ref(): void;
+  unref(): void;
+}
+
+interface NativeAddon {
+  EbpfSocketTracer?: new (opts: Record<string, unknown>) => NativeTracer;
+}
+
+const repoRoot = fs.existsSync(path.join(__dirname, '..', 'bpf')) ? path.join(__dirname, '..') : path.join(__dirname, '..', '..');
+export const DEFAULT_SOCKET_TRACE_OBJECT = path.join(repoRoot, 'bpf', 'socket_trace.bpf.o');
+
+function loadAddon(): NativeAddon {
+  const file = path.join('build', 'Release', 'flowtap_native.node');
+  const candidates = [path.join(__dirname, file), path.join(__dirname, '..', '..', 'native', file)];
+  const found = candidates.find((c) => fs.existsSync(c));
+  if (!found) throw new Error(`flowtap_native addon not built (looked in ${candidates.join(', ')})`);
+  return require(found) as NativeAddon;
+}
+
+/** Why eBPF cannot run here, or `undefined` when it can be tried. */
+export type EbpfUnavailableReason = 'not_root' | 'no_btf' | 'no_tracefs' | 'no_object' | 'no_addon';
+
+export interface EbpfStatus {
+  available: boolean;
+  reason?: EbpfUnavailableReason;
+  /** One line for the log, e.g. "eBPF unavailable (no_btf: ...): running packet-only". */
+  message: string;
+}
+
+function tracefsPresent(): boolean {
+  return ['/sys/kernel/tracing/events/syscalls', '/sys/kernel/debug/tracing/events/syscalls'].some((p) => fs.existsSync(p));
+}
+
+/**
+ * Checks the preconditions cheaply (no program is loaded). tracefs is mounted by the addon when
+ * missing, so a missing tracefs only counts when we are not root (we could not mount it).
+ */
+export function ebpfStatus(objectPath = DEFAULT_SOCKET_TRACE_OBJECT): EbpfStatus {
+  const no = (reason: EbpfUnavailableReason, why: string): EbpfStatus => ({
+    available: false, reason, message: `eBPF unavailable (${reason}: ${why}): running packet-only`,
+  });
+  if (typeof process.geteuid === 'function' && process.geteuid() !== 0) return no('not_root', 'loading BPF programs needs root');
+  if (!fs.existsSync('/sys/kernel/btf/vmlinux')) return no('no_btf', 'the kernel exposes no /sys/kernel/btf/vmlinux');
+  if (!fs.existsSync(objectPath)) return no('no_object', `${objectPath} not built (bash bpf/build.sh)`);
+  try {
+    if (!loadAddon().EbpfSocketTracer) return no('no_addon', 'the native addon was built without the eBPF tracer');
+  } catch (err) {
+    return no('no_addon', (err as Error).message);
+  }
+  if (!tracefsPresent() && !fs.existsSync('/sys/kernel/tracing')) return no('no_tracefs', 'no tracefs mount point');
+  return { available: true, message: 'eBPF socket tracer available' };
+}
+
+/** An Error from the addon: `code` is an errno name (EPERM, ENOENT, EINVAL, ...). */
+export interface EbpfError extends Error {
+  code?: string;
+  errno?: number;
+}
+
+export class EbpfSocketTracer {
+  private closed = false;
+
+  private constructor(private readonly native: NativeTracer) {}
+
+  /** Loads and attaches the programs; throws EbpfError (with the libbpf log tail) when the kernel refuses. */
+  static open(opts: EbpfSocketTracerOptions = {}): EbpfSocketTracer {
+    const Native = loadAddon().EbpfSocketTracer;
+    if (!Native) throw new Error('flowtap_native lacks EbpfSocketTracer');
+    return new EbpfSocketTracer(new Native({
+      objectPath: opts.objectPath ?? DEFAULT_SOCKET_TRACE_OBJECT,
+      capBytes: opts.capBytes ?? 4096,
+      ringBytes: opts.ringBytes ?? 8 << 20,
+      socketMapEntries: opts.socketMapEntries ?? 65536,
+      pidMode: opts.pidMode === 'include' ? 1 : 0,
+      pids: opts.pids ?? [],
+      batchBytes: opts.batchBytes ?? 1 << 20,
+      wakeupBytes: opts.wakeupBytes ?? 256 << 10,
+      flushIntervalMs: opts.flushIntervalMs ?? 10,
+    }));
+  }
+
+  /** Starts delivery from the event loop; keeps the loop alive until close() (or unref()). */
+  onBatch(cb: EbpfBatchCallback): void {
+    this.native.start(cb);
+  }
+
+  /** Delivers what the ring holds now, synchronously (shutdown, tests). Returns records delivered. */
+  drain(): number {
+    return this.closed ? 0 : this.native.drain();
+  }
+
+  counters(): EbpfTracerCounters {
+    return this.native.counters();
+  }
+
+  mapCounts(): EbpfMapCounts {
+    return this.closed ? { socketInfo: 0, activeIo: 0 } : this.native.mapCounts();
+  }
+
+  /** Adds (trace or skip, per pidMode) or removes a process from the kernel-side filter. */
+  tracePid(pid: number, mark: 'trace' | 'skip' | 'forget'): void {
+    if (!this.closed) this.native.setPidFilter(pid, mark === 'trace' ? 1 : mark === 'skip' ? 2 : 0);
+  }
+
+  /**
+   * Uprobes on SSL_read/SSL_write (+ _ex) in the ELF file at `path` (libssl.so.3, or a binary
+   * with OpenSSL linked in such as node). Covers every process mapping the file, now and later.
+   * Returns the functions attached (0: this file was attached before); throws EbpfError ENOENT
+   * when the file has none of them.
+   */
+  attachTls(path: string): number {
+    if (this.closed) throw new Error('tracer is closed');
+    return this.native.attachTls(path);
+  }
+
+  ref(): void { if (!this.closed) this.native.ref(); }
+  unref(): void { if (!this.closed) this.native.unref(); }
+
+  /** Detaches the programs and frees the maps. Safe to call twice. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.native.close();
+  }
+}
+
+export const DEFAULT_PROFILE_OBJECT = path.join(repoRoot, 'bpf', 'profile.bpf.o');
+
+/** One counted (pid, tid, stacks) key of an interval; frames are leaf first. */
+export interface RawProfileSample {
+  pid: number;
+  tid: number;
+  comm: string;
+  count: number;
+  user: Float64Array;
+  kernel: BigUint64Array;
+  /** errno of a failed user stack walk (e.g. EFAULT), 0 when walked. */
+  userStackError: number;
+}
+
+interface NativeProfiler {
+  collect(): RawProfileSample[];
+  counters(): { samplesMapFull: number; samples: number };
+  close(): void;
+}
+
+export interface EbpfProfilerOptions {
+  objectPath?: string;
+  /** Samples per second per CPU. Default 99 (off the beat of 100 Hz timers). */
+  frequency?: number;
+  /** Profile only this process (0: all). */
+  pid?: number;
+}
+
+/** The on-CPU profiler: perf_event clock per CPU -> BPF stack counts, read per interval. */
+export class EbpfProfiler {
+  private closed = false;
+
+  private constructor(private readonly native: NativeProfiler, readonly frequency: number) {}
+
+  static open(opts: EbpfProfilerOptions = {}): EbpfProfiler {
+    const Native = (loadAddon() as { EbpfProfiler?: new (o: Record<string, unknown>) => NativeProfiler }).EbpfProfiler;
+    if (!Native) throw new Error('flowtap_native lacks EbpfProfiler');
+    const frequency = opts.frequency ?? 99;
+    return new EbpfProfiler(new Native({ objectPath: opts.objectPath ?? DEFAULT_PROFILE_OBJECT, frequency, pid: opts.pid ?? 0 }), frequency);
+  }
+
+  /** Reads and clears the counts since the previous call. */
+  collect(): RawProfileSample[] {
+    return this.closed ? [] : this.native.collect();
+  }
+
+  counters(): { samplesMapFull: number; samples: number } {
+    return this.closed ? { samplesMapFull: 0, samples: 0 } : this.native.counters();
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.native.close();
+  }
+}

@@ -1,0 +1,430 @@
+#include "ebpf_socket_tracer.h"
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <errno.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cstdarg>
+#include <cstdlib>
+#include <cstdio>
+
+#include "ebpf_util.h"
+
+namespace flowtap {
+
+namespace {
+
+// Mirrors struct sock_trace_config in bpf/socket_trace.h.
+struct TraceConfig {
+  uint32_t capBytes;
+  uint32_t pidMode;
+  uint32_t wakeupBytes;
+  uint32_t tlsEnabled;
+};
+constexpr uint32_t kMaxCap = 8192;
+constexpr size_t kRecordPrefix = 8;
+
+uint32_t OptU32(const Napi::Object& o, const char* key, uint32_t dflt) {
+  if (!o.Has(key) || o.Get(key).IsUndefined()) return dflt;
+  return o.Get(key).As<Napi::Number>().Uint32Value();
+}
+
+}  // namespace
+
+Napi::Function EbpfSocketTracer::Define(Napi::Env env) {
+  return DefineClass(env, "EbpfSocketTracer",
+                     {
+                         InstanceMethod("start", &EbpfSocketTracer::Start),
+                         InstanceMethod("counters", &EbpfSocketTracer::Counters),
+                         InstanceMethod("mapCounts", &EbpfSocketTracer::MapCounts),
+                         InstanceMethod("setPidFilter", &EbpfSocketTracer::SetPidFilter),
+                         InstanceMethod("drain", &EbpfSocketTracer::Drain),
+                         InstanceMethod("attachTls", &EbpfSocketTracer::AttachTls),
+                         InstanceMethod("close", &EbpfSocketTracer::Close),
+                         InstanceMethod("ref", &EbpfSocketTracer::Ref),
+                         InstanceMethod("unref", &EbpfSocketTracer::Unref),
+                     });
+}
+
+EbpfSocketTracer::EbpfSocketTracer(const Napi::CallbackInfo& info)
+    : Napi::ObjectWrap<EbpfSocketTracer>(info), env_(info.Env()) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsObject()) throw Napi::TypeError::New(env, "options object expected");
+  Napi::Object o = info[0].As<Napi::Object>();
+  if (!o.Has("objectPath") || !o.Get("objectPath").IsString()) throw Napi::TypeError::New(env, "objectPath expected");
+  std::string path = o.Get("objectPath").As<Napi::String>().Utf8Value();
+  uint32_t ringBytes = OptU32(o, "ringBytes", 8u << 20);
+  uint32_t socketEntries = OptU32(o, "socketMapEntries", 65536);
+  uint32_t wakeupBytes = OptU32(o, "wakeupBytes", 256u << 10);
+  TraceConfig cfg{std::min(OptU32(o, "capBytes", 4096), kMaxCap), OptU32(o, "pidMode", 0), wakeupBytes, 0};
+  flushMs_ = std::max<uint32_t>(OptU32(o, "flushIntervalMs", 10), 1);
+  batchSize_ = std::max<uint32_t>(OptU32(o, "batchBytes", 1u << 20), 64u << 10);
+  batch_ = static_cast<uint8_t*>(malloc(batchSize_));
+  if (batch_ == nullptr) throw Napi::Error::New(env, "out of memory");
+  batchView_ = Napi::Persistent(Napi::Buffer<uint8_t>::New(env, batch_, batchSize_, [](Napi::Env, uint8_t* p) { free(p); }));
+  // The ring buffer size must be a power of two multiple of the page size.
+  uint32_t ring = 4096;
+  while (ring < ringBytes && ring < (1u << 30)) ring <<= 1;
+
+  EnsureTracefs();
+  LibbpfLog log;
+  obj_ = bpf_object__open_file(path.c_str(), nullptr);
+  if (obj_ == nullptr) ThrowErrno(env, errno, "open " + path, log.text());
+  bpf_map* events = bpf_object__find_map_by_name(obj_, "events");
+  bpf_map* socketInfo = bpf_object__find_map_by_name(obj_, "socket_info");
+  if (events == nullptr || socketInfo == nullptr) {
+    Release();
+    ThrowErrno(env, EINVAL, "object lacks the events/socket_info maps", "");
+  }
+  bpf_map__set_max_entries(events, ring);
+  bpf_map__set_max_entries(socketInfo, socketEntries);
+  int err = LoadBpfObject(obj_);
+  if (err) {
+    Release();
+    ThrowErrno(env, -err, "load " + path, log.text());
+  }
+  int configFd = bpf_object__find_map_fd_by_name(obj_, "trace_config");
+  int idFd = bpf_object__find_map_fd_by_name(obj_, "id_gen");
+  countersFd_ = bpf_object__find_map_fd_by_name(obj_, "counters");
+  socketInfoFd_ = bpf_map__fd(socketInfo);
+  activeIoFd_ = bpf_object__find_map_fd_by_name(obj_, "active_io");
+  pidFilterFd_ = bpf_object__find_map_fd_by_name(obj_, "pid_filter");
+  uint32_t zero = 0, one = 1;
+  // ids start at 1 (0 means "none"); socket ids carry the load time in their high bits so that
+  // a restarted tracer does not reuse the ids of the previous run within l7's session window.
+  uint64_t socketBase = (static_cast<uint64_t>(time(nullptr)) & 0xfffff) << 32 | 1;
+  uint64_t traceBase = 1;
+  bpf_map_update_elem(configFd, &zero, &cfg, BPF_ANY);
+  bpf_map_update_elem(idFd, &zero, &socketBase, BPF_ANY);
+  bpf_map_update_elem(idFd, &one, &traceBase, BPF_ANY);
+
+  // Filters must be in place before the first event: pids come with the options.
+  if (o.Has("pids") && o.Get("pids").IsArray()) {
+    Napi::Array pids = o.Get("pids").As<Napi::Array>();
+    uint8_t mark = cfg.pidMode == 1 ? 1 : 2;
+    for (uint32_t i = 0; i < pids.Length(); i++) {
+      uint32_t pid = pids.Get(i).As<Napi::Number>().Uint32Value();
+      bpf_map_update_elem(pidFilterFd_, &pid, &mark, BPF_ANY);
+    }
+  }
+
+  ring_ = ring_buffer__new(bpf_map__fd(events), OnSample, this, nullptr);
+  if (ring_ == nullptr) {
+    int e = errno;
+    Release();
+    ThrowErrno(env, e, "ring_buffer__new", log.text());
+  }
+  bpf_program* prog;
+  bpf_object__for_each_program(prog, obj_) {
+    // TLS uprobes attach per library or binary, on request (attachTls).
+    if (strncmp(bpf_program__name(prog), "tls_", 4) == 0) continue;
+    bpf_link* link = bpf_program__attach(prog);
+    if (link == nullptr) {
+      int e = errno;
+      std::string name = bpf_program__name(prog);
+      Release();
+      ThrowErrno(env, e, "attach " + name, log.text());
+    }
+    links_.push_back(link);
+  }
+
+  uv_loop_t* loop = nullptr;
+  if (napi_get_uv_event_loop(env, &loop) != napi_ok || loop == nullptr) {
+    Release();
+    throw Napi::Error::New(env, "cannot get the libuv loop");
+  }
+  handles_ = new LoopHandles();
+  handles_->owner = this;
+  uv_poll_init(loop, &handles_->poll, ring_buffer__epoll_fd(ring_));
+  uv_timer_init(loop, &handles_->timer);
+  handles_->poll.data = handles_;
+  handles_->timer.data = handles_;
+  handles_->closing = 0;
+  cleanupHookAdded_ = napi_add_env_cleanup_hook(env, OnEnvCleanup, this) == napi_ok;
+}
+
+EbpfSocketTracer::~EbpfSocketTracer() {
+  if (cleanupHookAdded_) napi_remove_env_cleanup_hook(env_, OnEnvCleanup, this);
+  closed_ = true;
+  Release();
+}
+
+void EbpfSocketTracer::OnEnvCleanup(void* arg) {
+  auto* self = static_cast<EbpfSocketTracer*>(arg);
+  self->cleanupHookAdded_ = false;
+  self->closed_ = true;
+  self->Release();
+}
+
+// Detaches the programs first (no new events), then frees the ring and the object.
+void EbpfSocketTracer::Release() {
+  if (handles_ != nullptr) {
+    handles_->owner = nullptr;
+    handles_->closing = 2;
+    uv_close(reinterpret_cast<uv_handle_t*>(&handles_->poll), OnHandleClosed);
+    uv_close(reinterpret_cast<uv_handle_t*>(&handles_->timer), OnHandleClosed);
+    handles_ = nullptr;
+  }
+  for (bpf_link* l : links_) bpf_link__destroy(l);
+  links_.clear();
+  if (ring_ != nullptr) ring_buffer__free(ring_);
+  ring_ = nullptr;
+  if (obj_ != nullptr) bpf_object__close(obj_);
+  obj_ = nullptr;
+  countersFd_ = socketInfoFd_ = activeIoFd_ = pidFilterFd_ = -1;
+}
+
+void EbpfSocketTracer::OnHandleClosed(uv_handle_t* handle) {
+  auto* h = static_cast<LoopHandles*>(handle->data);
+  if (--h->closing == 0) delete h;
+}
+
+void EbpfSocketTracer::OnTimer(uv_timer_t* timer) {
+  auto* h = static_cast<LoopHandles*>(timer->data);
+  EbpfSocketTracer* self = h->owner;
+  if (self == nullptr || self->closed_) return;
+  Napi::HandleScope scope(self->env_);
+  try {
+    self->DrainRing();
+  } catch (const Napi::Error& e) {
+    napi_fatal_exception(self->env_, e.Value());
+  }
+}
+
+int EbpfSocketTracer::OnSample(void* ctx, void* data, size_t size) {
+  auto* self = static_cast<EbpfSocketTracer*>(ctx);
+  size_t need = kRecordPrefix + ((size + 7) & ~size_t(7));
+  if (need > self->batchSize_) {
+    self->oversize_++;
+    return 0;
+  }
+  if (self->batchUsed_ + need > self->batchSize_) {
+    // Cannot happen: we stop the consume loop (below) before the batch can overflow.
+    self->oversize_++;
+    return 0;
+  }
+  uint8_t* at = self->batch_ + self->batchUsed_;
+  uint32_t len = static_cast<uint32_t>(size);
+  memcpy(at, &len, 4);
+  memset(at + 4, 0, 4);
+  memcpy(at + kRecordPrefix, data, size);
+  self->batchUsed_ += need;
+  self->batchCount_++;
+  // Stop this consume pass while one more maximum-size record still fits for sure; libbpf has
+  // already consumed this record, so a negative return loses nothing.
+  constexpr size_t kMaxRecord = kRecordPrefix + 104 + kMaxCap + 8;
+  if (self->batchUsed_ + kMaxRecord > self->batchSize_) return -E2BIG;
+  return 0;
+}
+
+void EbpfSocketTracer::Deliver() {
+  if (batchCount_ == 0) return;
+  uint32_t count = batchCount_;
+  size_t used = batchUsed_;
+  batchUsed_ = 0;
+  batchCount_ = 0;
+  if (!onBatch_.IsEmpty()) {
+    onBatch_.MakeCallback(Value(), {batchView_.Value(), Napi::Number::New(env_, count), Napi::Number::New(env_, used)},
+                          *asyncContext_);
+  }
+}
+
+uint32_t EbpfSocketTracer::DrainRing() {
+  uint32_t total = 0;
+  // Bounded so a flood cannot starve the event loop; the epoll fd stays readable for the rest.
+  for (int pass = 0; pass < 16 && !closed_ && ring_ != nullptr; pass++) {
+    int n = ring_buffer__consume(ring_);
+    uint32_t got = batchCount_;
+    total += got;
+    Deliver();
+    if (n != -E2BIG) break;
+  }
+  return total;
+}
+
+void EbpfSocketTracer::OnPoll(uv_poll_t* handle, int status, int /*events*/) {
+  auto* h = static_cast<LoopHandles*>(handle->data);
+  EbpfSocketTracer* self = h->owner;
+  if (self == nullptr || self->closed_ || status < 0) return;
+  Napi::HandleScope scope(self->env_);
+  try {
+    self->DrainRing();
+  } catch (const Napi::Error& e) {
+    napi_fatal_exception(self->env_, e.Value());
+  }
+}
+
+Napi::Value EbpfSocketTracer::Start(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (closed_) throw Napi::Error::New(env, "tracer is closed");
+  if (info.Length() < 1 || !info[0].IsFunction()) throw Napi::TypeError::New(env, "callback function expected");
+  onBatch_ = Napi::Persistent(info[0].As<Napi::Function>());
+  if (!started_) {
+    started_ = true;
+    asyncContext_ = std::make_unique<Napi::AsyncContext>(env, "flowtap:EbpfSocketTracer");
+    Napi::ObjectWrap<EbpfSocketTracer>::Ref();
+    uv_poll_start(&handles_->poll, UV_READABLE, OnPoll);
+    uv_timer_start(&handles_->timer, OnTimer, flushMs_, flushMs_);
+  }
+  return env.Undefined();
+}
+
+// Synchronous drain, for tests and shutdown: delivers whatever the ring holds now.
+Napi::Value EbpfSocketTracer::Drain(const Napi::CallbackInfo& info) {
+  if (closed_ || !started_) return Napi::Number::New(info.Env(), 0);
+  return Napi::Number::New(info.Env(), DrainRing());
+}
+
+Napi::Value EbpfSocketTracer::Counters(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object out = Napi::Object::New(env);
+  static const char* kNames[] = {"ringbufFull", "socketMapFull", "activeMapFull", "readUserFault", "events", "tlsNoFd"};
+  int cpus = libbpf_num_possible_cpus();
+  std::vector<uint64_t> values(cpus > 0 ? cpus : 1);
+  for (uint32_t i = 0; i < 6; i++) {
+    uint64_t sum = 0;
+    if (countersFd_ >= 0 && bpf_map_lookup_elem(countersFd_, &i, values.data()) == 0) {
+      for (uint64_t v : values) sum += v;
+    }
+    out.Set(kNames[i], Napi::Number::New(env, static_cast<double>(sum)));
+  }
+  out.Set("oversize", Napi::Number::New(env, static_cast<double>(oversize_)));
+  return out;
+}
+
+namespace {
+uint32_t CountKeys(int fd) {
+  if (fd < 0) return 0;
+  uint64_t key = 0, next = 0;
+  uint32_t n = 0;
+  void* prev = nullptr;
+  while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+    n++;
+    key = next;
+    prev = &key;
+  }
+  return n;
+}
+}  // namespace
+
+// Entries currently held by the kernel maps (walks the keys: for tests and a gauge, not per event).
+Napi::Value EbpfSocketTracer::MapCounts(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("socketInfo", Napi::Number::New(env, CountKeys(socketInfoFd_)));
+  out.Set("activeIo", Napi::Number::New(env, CountKeys(activeIoFd_)));
+  return out;
+}
+
+// setPidFilter(pid, mark): mark 1 = trace (pidMode 1), 2 = skip (pidMode 0), 0 = forget.
+Napi::Value EbpfSocketTracer::SetPidFilter(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (pidFilterFd_ < 0) throw Napi::Error::New(env, "tracer is closed");
+  uint32_t pid = info[0].As<Napi::Number>().Uint32Value();
+  uint8_t mark = static_cast<uint8_t>(info[1].As<Napi::Number>().Uint32Value());
+  int rc = mark == 0 ? bpf_map_delete_elem(pidFilterFd_, &pid) : bpf_map_update_elem(pidFilterFd_, &pid, &mark, BPF_ANY);
+  return Napi::Boolean::New(env, rc == 0 || (mark == 0 && errno == ENOENT));
+}
+
+// attachTls(path): uprobes on SSL_read/SSL_write (+ _ex) of the ELF file at `path` (libssl or
+// a binary with OpenSSL linked in). A uprobe belongs to the file, so every process that maps it,
+// running or started later, is covered. Returns the functions attached (0..4); a file attached
+// before (same device and inode) returns 0 without attaching twice.
+Napi::Value EbpfSocketTracer::AttachTls(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (closed_ || obj_ == nullptr) throw Napi::Error::New(env, "tracer is closed");
+  if (info.Length() < 1 || !info[0].IsString()) throw Napi::TypeError::New(env, "path expected");
+  std::string path = info[0].As<Napi::String>().Utf8Value();
+  struct stat st;
+  if (stat(path.c_str(), &st) != 0) ThrowErrno(env, errno, "stat " + path, "");
+  std::string inode = std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino);
+  for (const std::string& seen : tlsFiles_) {
+    if (seen == inode) return Napi::Number::New(env, 0);
+  }
+  struct Probe {
+    const char* func;
+    const char* prog;
+  };
+  static const Probe kProbes[] = {
+      {"SSL_write", "tls_write_enter"}, {"SSL_write_ex", "tls_write_ex_enter"},
+      {"SSL_read", "tls_read_enter"},   {"SSL_read_ex", "tls_read_ex_enter"},
+  };
+  bpf_program* exitProg = bpf_object__find_program_by_name(obj_, "tls_exit_probe");
+  LibbpfLog log;
+  uint32_t attached = 0;
+  for (const Probe& p : kProbes) {
+    bpf_program* prog = bpf_object__find_program_by_name(obj_, p.prog);
+    if (prog == nullptr || exitProg == nullptr) continue;
+    LIBBPF_OPTS(bpf_uprobe_opts, entryOpts, .retprobe = false, .func_name = p.func);
+    bpf_link* entry = bpf_program__attach_uprobe_opts(prog, -1, path.c_str(), 0, &entryOpts);
+    if (entry == nullptr) continue;  // this file lacks the function (e.g. no _ex in OpenSSL 1.1.0)
+    LIBBPF_OPTS(bpf_uprobe_opts, exitOpts, .retprobe = true, .func_name = p.func);
+    bpf_link* exit = bpf_program__attach_uprobe_opts(exitProg, -1, path.c_str(), 0, &exitOpts);
+    if (exit == nullptr) {
+      bpf_link__destroy(entry);
+      continue;
+    }
+    links_.push_back(entry);
+    links_.push_back(exit);
+    attached++;
+  }
+  if (attached == 0) ThrowErrno(env, ENOENT, "no SSL_read/SSL_write to probe in " + path, log.text());
+  tlsFiles_.push_back(inode);
+  // Turn on the syscall handlers' TLS lookups (config.tls_enabled).
+  int configFd = bpf_object__find_map_fd_by_name(obj_, "trace_config");
+  TraceConfig cfg;
+  uint32_t zero = 0;
+  if (bpf_map_lookup_elem(configFd, &zero, &cfg) == 0 && cfg.tlsEnabled == 0) {
+    cfg.tlsEnabled = 1;
+    bpf_map_update_elem(configFd, &zero, &cfg, BPF_ANY);
+  }
+  return Napi::Number::New(env, attached);
+}
+
+// Detaching costs an RCU grace period per program (about 50 ms each, seconds in all, more with
+// uprobes on a binary many processes map), so close() stops delivery at once and leaves the
+// detaching to a background thread; the maps go when the last link is gone.
+Napi::Value EbpfSocketTracer::Close(const Napi::CallbackInfo& info) {
+  if (!closed_) {
+    closed_ = true;
+    if (handles_ != nullptr) {
+      handles_->owner = nullptr;
+      handles_->closing = 2;
+      uv_close(reinterpret_cast<uv_handle_t*>(&handles_->poll), OnHandleClosed);
+      uv_close(reinterpret_cast<uv_handle_t*>(&handles_->timer), OnHandleClosed);
+      handles_ = nullptr;
+    }
+    DetachInBackground(std::move(links_), ring_, obj_);
+    links_.clear();
+    ring_ = nullptr;
+    obj_ = nullptr;
+    countersFd_ = socketInfoFd_ = activeIoFd_ = pidFilterFd_ = -1;
+    onBatch_.Reset();
+    batchView_.Reset();
+    if (started_) Napi::ObjectWrap<EbpfSocketTracer>::Unref();
+  }
+  return info.Env().Undefined();
+}
+
+Napi::Value EbpfSocketTracer::Ref(const Napi::CallbackInfo& info) {
+  if (handles_ != nullptr) {
+    uv_ref(reinterpret_cast<uv_handle_t*>(&handles_->poll));
+    uv_ref(reinterpret_cast<uv_handle_t*>(&handles_->timer));
+  }
+  return info.Env().Undefined();
+}
+
+Napi::Value EbpfSocketTracer::Unref(const Napi::CallbackInfo& info) {
+  if (handles_ != nullptr) {
+    uv_unref(reinterpret_cast<uv_handle_t*>(&handles_->poll));
+    uv_unref(reinterpret_cast<uv_handle_t*>(&handles_->timer));
+  }
+  return info.Env().Undefined();
+}
+
+}  // namespace flowtap

@@ -1,0 +1,81 @@
+// JS binding of the eBPF socket tracer (bpf/socket_trace.bpf.c): opens the CO-RE object with
+// libbpf, sizes and seeds its maps, attaches every syscall tracepoint program, and delivers the
+// ring buffer to JS in batches from a libuv poll handle on the ring buffer's epoll fd.
+#pragma once
+#include <napi.h>
+#include <uv.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+struct bpf_object;
+struct bpf_link;
+struct ring_buffer;
+
+namespace flowtap {
+
+class EbpfSocketTracer : public Napi::ObjectWrap<EbpfSocketTracer> {
+ public:
+  static Napi::Function Define(Napi::Env env);
+  explicit EbpfSocketTracer(const Napi::CallbackInfo& info);
+  ~EbpfSocketTracer() override;
+
+ private:
+  // libuv handles live on the heap: uv_close completes after this object may be gone.
+  struct LoopHandles {
+    uv_poll_t poll;    // the ring's epoll fd: readable when the kernel side asked for a wakeup
+    uv_timer_t timer;  // drains every flushMs_: the kernel side wakes us only past wakeupBytes
+    EbpfSocketTracer* owner;
+    int closing;
+  };
+
+  Napi::Value Start(const Napi::CallbackInfo& info);
+  Napi::Value Counters(const Napi::CallbackInfo& info);
+  Napi::Value MapCounts(const Napi::CallbackInfo& info);
+  Napi::Value SetPidFilter(const Napi::CallbackInfo& info);
+  Napi::Value Drain(const Napi::CallbackInfo& info);
+  Napi::Value AttachTls(const Napi::CallbackInfo& info);
+  Napi::Value Close(const Napi::CallbackInfo& info);
+  Napi::Value Ref(const Napi::CallbackInfo& info);
+  Napi::Value Unref(const Napi::CallbackInfo& info);
+
+  static void OnPoll(uv_poll_t* handle, int status, int events);
+  static void OnTimer(uv_timer_t* timer);
+  static void OnHandleClosed(uv_handle_t* handle);
+  static void OnEnvCleanup(void* arg);
+  static int OnSample(void* ctx, void* data, size_t size);
+
+  uint32_t DrainRing();  // returns records delivered
+  void Deliver();
+  void Release();
+
+  Napi::Env env_;
+  bpf_object* obj_ = nullptr;
+  std::vector<bpf_link*> links_;
+  std::vector<std::string> tlsFiles_;  // "dev:inode" of files with TLS uprobes
+  ring_buffer* ring_ = nullptr;
+  int countersFd_ = -1;
+  int socketInfoFd_ = -1;
+  int activeIoFd_ = -1;
+  int pidFilterFd_ = -1;
+  // Records are copied here (u32 length, u32 reserved, record, padded to 8) until the batch is
+  // full or the ring is empty; then one Buffer goes to JS.
+  // The memory belongs to batchView_, an external Buffer that frees it when collected, so a JS
+  // reference that outlives the tracer stays valid memory (its contents are replaced each batch).
+  uint8_t* batch_ = nullptr;
+  size_t batchSize_ = 0;
+  Napi::Reference<Napi::Buffer<uint8_t>> batchView_;
+  size_t batchUsed_ = 0;
+  uint32_t batchCount_ = 0;
+  uint64_t oversize_ = 0;  // records larger than the batch (cannot happen with the shipped object)
+  LoopHandles* handles_ = nullptr;
+  uint32_t flushMs_ = 10;
+  bool started_ = false;
+  bool closed_ = false;
+  bool cleanupHookAdded_ = false;
+  Napi::FunctionReference onBatch_;
+  std::unique_ptr<Napi::AsyncContext> asyncContext_;
+};
+
+}  // namespace flowtap

@@ -1,0 +1,199 @@
+// The capture process's eBPF collector (the seed's EbpfCollector): owns the socket tracer, turns
+// its ring-buffer batches into SocketDataBatch rows, and says once whether the host runs
+// packet-only. No timers of its own: rows are handed over at the end of every ring delivery.
+import { EbpfSocketTracer, ebpfStatus, EbpfStatus, EbpfTracerCounters } from '../../native/ebpf';
+import { SocketDataBatch } from './ebpf-socket-batch';
+import { SocketRecordDecoder } from './ebpf-socket-records';
+import { DEFAULT_TLS_BINARIES, scanTlsTargets } from './ebpf-tls-targets';
+
+export interface EbpfCollectorConfig {
+  /** Master switch; false: packet-only without trying. Default true. */
+  enabled?: boolean;
+  /** Socket tracer on syscall tracepoints. Default true. */
+  socketTracer?: boolean;
+  /** Payload bytes captured per syscall, 0..8192. Default 4096. */
+  capBytes?: number;
+  /** Ring buffer bytes. Default 8 MiB. */
+  ringBytes?: number;
+  /** Kernel socket map entries. Default 65536. */
+  socketMapEntries?: number;
+  /** Trace only these processes (empty: all). */
+  includePids?: number[];
+  /** Never trace these processes; the collector's own pid is always added (its ZeroMQ traffic). */
+  excludePids?: number[];
+  /** Keep only processes with these names (comm; filtered in user space). Empty: all. */
+  processNames?: string[];
+  /** Rows per SocketDataBatch. Default 1024. */
+  batchRows?: number;
+  /** Compiled object path (default: bpf/socket_trace.bpf.o). */
+  objectPath?: string;
+  /** TLS plaintext through uprobes on SSL_read/SSL_write. Default true. */
+  tls?: boolean;
+  /** Executables (basenames) with OpenSSL linked in to probe too. Default ['node', 'nodejs']. */
+  tlsBinaries?: string[];
+  /** More files to probe (libssl in unusual places). */
+  tlsPaths?: string[];
+}
+
+/**
+ * Receives each filled batch. The batch is reused after the call returns: encode it
+ * (`batch.encode()`) or copy what you need before returning.
+ */
+export type SocketDataSink = (batch: SocketDataBatch) => void;
+
+export class EbpfCollector {
+  /** 1 when the agent runs packet-only (no eBPF): expose as a gauge, e.g. flowtap_ebpf_packet_only. */
+  readonly packetOnly: 0 | 1;
+  /** Why, in one line: log it once at start. */
+  readonly statusMessage: string;
+  /** Events lost or dropped, by reason; running totals for a Prometheus counter (see `drops` getter). */
+  private readonly decoder = new SocketRecordDecoder();
+  private readonly batch: SocketDataBatch;
+  private tracer: EbpfSocketTracer | undefined;
+  private rowsOut = 0;
+  private readonly tlsTried = new Set<string>();
+  private tlsConfig: { enabled: boolean; binaries: string[]; paths: string[] } = { enabled: false, binaries: [], paths: [] };
+  /** Files with TLS uprobes attached, and the last reason a candidate was refused. */
+  readonly tlsFiles: string[] = [];
+  tlsLastError = '';
+
+  private constructor(status: EbpfStatus, tracer: EbpfSocketTracer | undefined, private readonly sink: SocketDataSink, rows: number) {
+    this.tracer = tracer;
+    this.packetOnly = tracer ? 0 : 1;
+    this.statusMessage = status.message;
+    this.batch = new SocketDataBatch(rows);
+  }
+
+  /**
+   * Checks the host, loads and attaches the tracer and starts delivering to `sink`. Never throws:
+   * when eBPF cannot run (not root, no BTF, no tracefs, object not built, kernel refused), the
+   * collector is inert with packetOnly = 1 and statusMessage saying why.
+   */
+  static start(config: EbpfCollectorConfig, sink: SocketDataSink): EbpfCollector {
+    const rows = config.batchRows ?? 1024;
+    if (config.enabled === false || config.socketTracer === false) {
+      return new EbpfCollector({ available: false, message: 'eBPF disabled by configuration: running packet-only' }, undefined, sink, rows);
+    }
+    const status = ebpfStatus(config.objectPath);
+    if (!status.available) return new EbpfCollector(status, undefined, sink, rows);
+    const include = config.includePids ?? [];
+    const exclude = [...(config.excludePids ?? []), process.pid];
+    let tracer: EbpfSocketTracer;
+    try {
+      tracer = EbpfSocketTracer.open({
+        objectPath: config.objectPath,
+        capBytes: config.capBytes,
+        ringBytes: config.ringBytes,
+        socketMapEntries: config.socketMapEntries,
+        pidMode: include.length > 0 ? 'include' : 'exclude',
+        pids: include.length > 0 ? include : exclude,
+      });
+    } catch (err) {
+      const e = err as Error & { code?: string };
+      const first = e.message.split('\n')[0];
+      return new EbpfCollector({ available: false, message: `eBPF unavailable (${e.code ?? 'load_failed'}: ${first}): running packet-only` }, undefined, sink, rows);
+    }
+    const collector = new EbpfCollector({ available: true, message: 'eBPF socket tracer attached' }, tracer, sink, rows);
+    if (include.length > 0) for (const pid of exclude) collector.decoder.excludePid(pid);
+    if (config.processNames && config.processNames.length > 0) collector.decoder.onlyComms(config.processNames);
+    tracer.onBatch((records, _count, bytes) => collector.onRecords(records, bytes));
+    collector.tlsConfig = { enabled: config.tls !== false, binaries: config.tlsBinaries ?? DEFAULT_TLS_BINARIES, paths: config.tlsPaths ?? [] };
+    collector.rescanTls();
+    return collector;
+  }
+
+  private onRecords(records: Buffer, bytes: number): void {
+    this.decoder.resyncClock();
+    let o = 0;
+    while (o < bytes) {
+      o = this.decoder.decode(records, o, bytes, this.batch);
+      if (o < bytes || this.batch.full) this.flush();
+    }
+    // Rows go out at the end of every delivery (the addon delivers at least every flushIntervalMs).
+    this.flush();
+  }
+
+  private flush(): void {
+    if (this.batch.count === 0) return;
+    this.rowsOut += this.batch.count;
+    try {
+      this.sink(this.batch);
+    } finally {
+      this.batch.reset();
+    }
+  }
+
+  /**
+   * Looks for TLS libraries and binaries not probed yet and attaches to them; returns how many
+   * files were newly attached. Call it every few seconds (the caller's timer): libraries already
+   * probed cover new processes by themselves, a rescan only finds new files.
+   */
+  rescanTls(): number {
+    if (!this.tracer || !this.tlsConfig.enabled) return 0;
+    let added = 0;
+    for (const file of scanTlsTargets(this.tlsConfig.binaries, this.tlsConfig.paths).files) {
+      if (this.tlsTried.has(file)) continue;
+      this.tlsTried.add(file);
+      try {
+        if (this.tracer.attachTls(file) > 0) {
+          this.tlsFiles.push(file);
+          added++;
+        }
+      } catch (err) {
+        this.tlsLastError = `${file}: ${(err as Error).message.split('\n')[0]}`;
+      }
+    }
+    return added;
+  }
+
+  /** Delivers what the kernel holds now (call before shutdown so no event stays in the ring). */
+  drain(): void {
+    this.tracer?.drain();
+  }
+
+  /** Rows handed to the sink so far. */
+  get rows(): number {
+    return this.rowsOut;
+  }
+
+  /**
+   * Events lost or dropped, by reason (running totals):
+   * ringbuf_full (kernel ring full: event lost), active_map_full (syscall not traced),
+   * socket_map_full (socket not remembered), read_user_fault (payload not captured),
+   * tls_no_fd (TLS plaintext whose socket was not found: lost),
+   * short_record / bad_kind / oversize_payload (malformed record), excluded_pid / excluded_comm
+   * (filtered in user space by configuration).
+   */
+  get drops(): Record<string, number> {
+    const c: EbpfTracerCounters | undefined = this.tracer?.counters();
+    return {
+      ringbuf_full: c?.ringbufFull ?? 0,
+      active_map_full: c?.activeMapFull ?? 0,
+      socket_map_full: c?.socketMapFull ?? 0,
+      read_user_fault: c?.readUserFault ?? 0,
+      tls_no_fd: c?.tlsNoFd ?? 0,
+      ...this.decoder.drops,
+    };
+  }
+
+  /** Kernel-side map sizes for gauges (sockets remembered, syscalls in flight). */
+  mapCounts(): { socketInfo: number; activeIo: number } {
+    return this.tracer?.mapCounts() ?? { socketInfo: 0, activeIo: 0 };
+  }
+
+  /** Adds a process to the kernel filter at run time (e.g. a new agent process to exclude). */
+  tracePid(pid: number, mark: 'trace' | 'skip' | 'forget'): void {
+    this.tracer?.tracePid(pid, mark);
+  }
+
+  unref(): void {
+    this.tracer?.unref();
+  }
+
+  close(): void {
+    if (!this.tracer) return;
+    this.tracer.drain();
+    this.tracer.close();
+    this.tracer = undefined;
+  }
+}

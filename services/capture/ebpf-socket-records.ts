@@ -1,0 +1,156 @@
+// Decodes the socket tracer's ring-buffer records (layout: struct sock_event in bpf/socket_trace.h)
+// into SocketDataBatch rows. Records arrive as the addon delivers them: [u32 length, u32 0, record]
+// padded to 8 bytes. Reads fields at fixed offsets: no object per record.
+import { SocketDataBatch } from './ebpf-socket-batch';
+
+/** Byte offsets in struct sock_event; keep in step with bpf/socket_trace.h. */
+export const REC = {
+  TS_NS: 0, SOCKET_ID: 8, TRACE_ID: 16, PID: 24, TID: 28, FD: 32, SYSCALL_LEN: 36, CAP_LEN: 40,
+  LOCAL_PORT: 44, REMOTE_PORT: 46, KIND: 48, DIRECTION: 49, ROLE: 50, IP_VERSION: 51, PROTOCOL: 52,
+  SYSCALL: 53, IS_TLS: 54, LOCAL_ADDR: 56, REMOTE_ADDR: 72, COMM: 88, HEADER: 104,
+} as const;
+
+/**
+ * Why a record was not turned into a row (counted, never thrown):
+ * - `short_record`: shorter than the header, or its cap_len runs past its end;
+ * - `bad_kind`: kind outside 1..4 (object and decoder out of step);
+ * - `excluded_pid`: from a process the user-space filter drops (e.g. a pid that raced the kernel filter);
+ * - `oversize_payload`: captured bytes larger than an empty batch's payload buffer;
+ * - `excluded_comm`: from a process whose name is not in the configured list.
+ */
+export type SocketRecordDropReason = 'short_record' | 'bad_kind' | 'excluded_pid' | 'oversize_payload' | 'excluded_comm';
+
+export class SocketRecordDecoder {
+  readonly drops: Record<SocketRecordDropReason, number> = { short_record: 0, bad_kind: 0, excluded_pid: 0, oversize_payload: 0, excluded_comm: 0 };
+  /** Microseconds to add to CLOCK_MONOTONIC µs to get epoch µs (bpf_ktime_get_ns is CLOCK_MONOTONIC). */
+  private monoToEpochUs = 0;
+  private readonly excluded = new Set<number>();
+
+  constructor() {
+    this.resyncClock();
+  }
+
+  /** Re-reads the offset between the monotonic and the wall clock (call once per batch: NTP steps). */
+  resyncClock(): void {
+    const monoUs = Number(process.hrtime.bigint() / 1000n);
+    this.monoToEpochUs = Date.now() * 1000 - monoUs;
+  }
+
+  excludePid(pid: number): void {
+    this.excluded.add(pid);
+  }
+
+  /** 16-byte NUL-padded process names to keep (empty: all); compared bytewise, no string per record. */
+  private comms: Buffer[] = [];
+
+  /** Keeps only records of processes with these names (comm, at most 15 characters). */
+  onlyComms(names: string[]): void {
+    this.comms = names.map((n) => {
+      const b = Buffer.alloc(16);
+      b.write(n.slice(0, 15), 'latin1');
+      return b;
+    });
+  }
+
+  private commWanted(records: Buffer, at: number): boolean {
+    for (const c of this.comms) {
+      if (records.compare(c, 0, 16, at, at + 16) === 0) return true;
+    }
+    return false;
+  }
+
+  private src: Buffer | undefined;
+  private u32: Uint32Array = new Uint32Array(0);
+  private u16: Uint16Array = new Uint16Array(0);
+
+  /** Typed views over the delivery buffer, remade only when the addon hands a different Buffer. */
+  private viewsFor(records: Buffer): void {
+    if (records === this.src) return;
+    this.src = records;
+    const aligned = records.byteOffset % 4 === 0;
+    const base = aligned ? records : Buffer.from(records); // a copy is 8-aligned (never with the addon)
+    this.u32 = new Uint32Array(base.buffer, base.byteOffset, base.length >>> 2);
+    this.u16 = new Uint16Array(base.buffer, base.byteOffset, base.length >>> 1);
+  }
+
+  /**
+   * Appends the records at [start, end) of `records` to `batch`, stopping when the batch is full.
+   * Returns the offset of the first record not consumed (`end` when all were). Records start at
+   * 8-aligned offsets, so header fields are read through u32/u16 views of the buffer.
+   */
+  decode(records: Buffer, start: number, end: number, batch: SocketDataBatch): number {
+    this.viewsFor(records);
+    const u32 = this.u32;
+    const u16 = this.u16;
+    let o = start;
+    while (o + 8 <= end) {
+      const len = u32[o >>> 2];
+      const next = o + 8 + ((len + 7) & ~7);
+      const r = o + 8;
+      if (len < REC.HEADER || r + len > end) {
+        this.drops.short_record++;
+        o = next;
+        continue;
+      }
+      const w = r >>> 2;
+      const cap = u32[w + (REC.CAP_LEN >>> 2)];
+      if (REC.HEADER + cap > len) {
+        this.drops.short_record++;
+        o = next;
+        continue;
+      }
+      const kind = records[r + REC.KIND];
+      if (kind < 1 || kind > 4) {
+        this.drops.bad_kind++;
+        o = next;
+        continue;
+      }
+      const pid = u32[w + (REC.PID >>> 2)];
+      if (this.excluded.size > 0 && this.excluded.has(pid)) {
+        this.drops.excluded_pid++;
+        o = next;
+        continue;
+      }
+      if (this.comms.length > 0 && !this.commWanted(records, r + REC.COMM)) {
+        this.drops.excluded_comm++;
+        o = next;
+        continue;
+      }
+      if (batch.full) return o;
+      if (batch.payloadFull(cap)) {
+        if (batch.count > 0) return o;
+        this.drops.oversize_payload++;
+        o = next;
+        continue;
+      }
+      const i = batch.count++;
+      // u64 as two u32 words, kept in doubles (exact below 2^53).
+      const tsNs = u32[w + 1] * 4294967296 + u32[w];
+      batch.timestampUs[i] = Math.floor(tsNs / 1000) + this.monoToEpochUs;
+      batch.socketId[i] = u32[w + 3] * 4294967296 + u32[w + 2];
+      batch.syscallTraceId[i] = u32[w + 5] * 4294967296 + u32[w + 4];
+      batch.pid[i] = pid;
+      batch.tid[i] = u32[w + (REC.TID >>> 2)];
+      batch.fd[i] = u32[w + (REC.FD >>> 2)];
+      batch.syscallLen[i] = u32[w + (REC.SYSCALL_LEN >>> 2)];
+      batch.portLocal[i] = u16[(r + REC.LOCAL_PORT) >>> 1];
+      batch.portRemote[i] = u16[(r + REC.REMOTE_PORT) >>> 1];
+      batch.kind[i] = kind;
+      batch.direction[i] = records[r + REC.DIRECTION];
+      batch.role[i] = records[r + REC.ROLE];
+      batch.ipVersion[i] = records[r + REC.IP_VERSION];
+      batch.protocol[i] = records[r + REC.PROTOCOL];
+      batch.syscall[i] = records[r + REC.SYSCALL];
+      batch.isTls[i] = records[r + REC.IS_TLS];
+      batch.ipLocal.set(records.subarray(r + REC.LOCAL_ADDR, r + REC.LOCAL_ADDR + 16), i * 16);
+      batch.ipRemote.set(records.subarray(r + REC.REMOTE_ADDR, r + REC.REMOTE_ADDR + 16), i * 16);
+      batch.comm.set(records.subarray(r + REC.COMM, r + REC.COMM + 16), i * 16);
+      batch.payloadOffset[i] = batch.payloadUsed;
+      batch.payloadCap[i] = cap;
+      if (cap > 0) records.copy(batch.payloadData, batch.payloadUsed, r + REC.HEADER, r + REC.HEADER + cap);
+      batch.payloadUsed += cap;
+      o = next;
+    }
+    return end;
+  }
+}

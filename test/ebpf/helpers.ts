@@ -1,0 +1,136 @@
+// Shared by the eBPF tests: a collector that keeps every row as a plain object (tests only),
+// free ports, child processes that wait for "go", and tcpdump on loopback as the oracle.
+import { ChildProcess, spawn } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { EbpfCollector, EbpfCollectorConfig } from '../../services/capture/ebpf-collector';
+import { SocketDataBatch, SYSCALL_NAMES } from '../../services/capture/ebpf-socket-batch';
+
+export interface Row {
+  timestampUs: number;
+  socketId: number;
+  traceId: number;
+  pid: number;
+  tid: number;
+  fd: number;
+  comm: string;
+  local: string;
+  remote: string;
+  localPort: number;
+  remotePort: number;
+  protocol: number;
+  kind: number;
+  direction: number;
+  role: number;
+  syscall: string;
+  isTls: number;
+  syscallLen: number;
+  payload: Buffer;
+}
+
+function ipText(b: Uint8Array, at: number): string {
+  const v4mapped = b.subarray(at, at + 10).every((x) => x === 0) && b[at + 10] === 0xff && b[at + 11] === 0xff;
+  if (v4mapped) return `${b[at + 12]}.${b[at + 13]}.${b[at + 14]}.${b[at + 15]}`;
+  const parts: string[] = [];
+  for (let k = 0; k < 16; k += 2) parts.push(((b[at + k] << 8) | b[at + k + 1]).toString(16));
+  return parts.join(':');
+}
+
+export function rowsOf(batch: SocketDataBatch): Row[] {
+  const out: Row[] = [];
+  for (let i = 0; i < batch.count; i++) {
+    out.push({
+      timestampUs: batch.timestampUs[i], socketId: batch.socketId[i], traceId: batch.syscallTraceId[i],
+      pid: batch.pid[i], tid: batch.tid[i], fd: batch.fd[i], comm: batch.commOf(i),
+      local: ipText(batch.ipLocal, i * 16), remote: ipText(batch.ipRemote, i * 16),
+      localPort: batch.portLocal[i], remotePort: batch.portRemote[i], protocol: batch.protocol[i],
+      kind: batch.kind[i], direction: batch.direction[i], role: batch.role[i], syscall: SYSCALL_NAMES[batch.syscall[i]],
+      isTls: batch.isTls[i], syscallLen: batch.syscallLen[i], payload: Buffer.from(batch.payloadOf(i)),
+    });
+  }
+  return out;
+}
+
+/** A collector whose rows go through the wire encoding (encode + decode) into `rows`. */
+export function collectRows(config: EbpfCollectorConfig, keep: (r: Row) => boolean = () => true): { collector: EbpfCollector; rows: Row[] } {
+  const rows: Row[] = [];
+  const decoded = new SocketDataBatch();
+  const collector = EbpfCollector.start(config, (batch) => {
+    if (!decoded.decode(batch.encode())) throw new Error('SocketDataBatch did not round-trip');
+    for (const r of rowsOf(decoded)) if (keep(r)) rows.push(r);
+  });
+  return { collector, rows };
+}
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+export async function waitFor(cond: () => boolean, timeoutMs: number, stepMs = 50): Promise<boolean> {
+  const end = Date.now() + timeoutMs;
+  while (Date.now() < end) {
+    if (cond()) return true;
+    await sleep(stepMs);
+  }
+  return cond();
+}
+
+/** Resolves once `port` accepts connections on 127.0.0.1. */
+export async function waitListening(port: number, timeoutMs = 10000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const c = net.connect(port, '127.0.0.1', () => { c.destroy(); resolve(true); });
+      c.on('error', () => resolve(false));
+    });
+    if (ok) return;
+    if (Date.now() > end) throw new Error(`nothing listens on ${port}`);
+    await sleep(100);
+  }
+}
+
+export function run(cmd: string, args: string[], opts: { input?: string } = {}): Promise<{ code: number; stdout: string; stderr: string; pid: number }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { stdio: [opts.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout!.on('data', (d) => { stdout += d; });
+    child.stderr!.on('data', (d) => { stderr += d; });
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr, pid: child.pid ?? 0 }));
+    if (child.stdin) {
+      child.stdin.on('error', () => undefined);  // the child may exit before reading
+      child.stdin.end(opts.input);
+    }
+  });
+}
+
+/** tcpdump on lo for `filter`, written to a temp pcap; stop() waits until the file is complete. */
+export async function startTcpdump(filter: string): Promise<{ file: string; stop: () => Promise<void> }> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'flowtap-ebpf-'));
+  const file = path.join(dir, 'lo.pcap');
+  const child: ChildProcess = spawn('tcpdump', ['-i', 'lo', '--immediate-mode', '-U', '-n', '-s', '0', '-w', file, filter], { stdio: ['ignore', 'ignore', 'pipe'] });
+  // tcpdump says "listening on lo" once the socket is up.
+  await new Promise<void>((resolve) => {
+    const t = setTimeout(resolve, 3000);
+    child.stderr!.on('data', (d: Buffer) => { if (d.toString().includes('listening')) { clearTimeout(t); resolve(); } });
+  });
+  return {
+    file,
+    stop: () => new Promise<void>((resolve) => {
+      child.once('close', () => resolve());
+      setTimeout(() => child.kill('SIGINT'), 200);
+    }),
+  };
+}

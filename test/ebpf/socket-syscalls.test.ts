@@ -1,0 +1,91 @@
+// The other syscall families on real sockets (python3): sendmsg/recvmsg with several iovecs and
+// writev/readv over TCP, sendto/recvfrom over unconnected UDP (peer taken from the sockaddr).
+// tcpdump is the oracle for the bytes and the UDP peers.
+import test from 'ava';
+import { ebpfStatus } from '../../native/ebpf';
+import { tsharkFields } from '../support/tshark';
+import { collectRows, freePort, run, startTcpdump, Row } from './helpers';
+
+const available = ebpfStatus();
+const maybe = available.available ? test.serial : test.serial.skip;
+
+const SCRIPT = `
+import os, socket, sys
+tcp_port, udp_port = int(sys.argv[1]), int(sys.argv[2])
+srv = socket.socket(); srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind(('127.0.0.1', tcp_port)); srv.listen(1)
+cli = socket.create_connection(('127.0.0.1', tcp_port))
+conn, _ = srv.accept()
+cli.sendmsg([b'PING-', b'sendmsg-', b'three'])
+data, _, _, _ = conn.recvmsg(100)
+assert data == b'PING-sendmsg-three', data
+os.writev(conn.fileno(), [b'PONG-', b'writev'])
+a, b = bytearray(5), bytearray(6)
+got = os.readv(cli.fileno(), [a, b])
+assert bytes(a + b) == b'PONG-writev', (got, a, b)
+u_srv = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u_srv.bind(('127.0.0.1', udp_port))
+u_cli = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+u_cli.sendto(b'QUERY-udp', ('127.0.0.1', udp_port))
+q, peer = u_srv.recvfrom(100)
+u_srv.sendto(b'ANSWER-udp', peer)
+r, _ = u_cli.recvfrom(100)
+print(peer[1])
+for s in (cli, conn, srv, u_cli, u_srv): s.close()
+`;
+
+maybe('sendmsg/recvmsg, writev/readv and unconnected UDP sendto/recvfrom are traced with their bytes and peers', async (t) => {
+  const tcpPort = await freePort();
+  const udpPort = await freePort();
+  // processNames: the user-space name filter keeps only python3's records.
+  const { collector, rows } = collectRows({ capBytes: 256, processNames: ['python3'] }, (r: Row) => [tcpPort, udpPort].includes(r.localPort) || [tcpPort, udpPort].includes(r.remotePort));
+  try {
+    const dump = await startTcpdump(`port ${tcpPort} or port ${udpPort}`);
+    const py = await run('/usr/bin/python3', ['-c', SCRIPT, String(tcpPort), String(udpPort)]);
+    t.is(py.code, 0, py.stderr);
+    await dump.stop();
+    await new Promise((r) => setTimeout(r, 100));
+    collector.drain();
+    // Stop tracing before tshark: execFileSync blocks this event loop, and the ring would overflow
+    // with everything else the machine does meanwhile.
+    const lostWhileTracing = collector.drops.ringbuf_full;
+    collector.close();
+    t.true(rows.length > 0 && rows.every((r) => r.comm === 'python3'), 'only python3 rows pass the name filter');
+    const mine = rows.filter((r) => r.pid === py.pid && r.kind === 1);
+    const find = (syscall: string) => mine.find((r) => r.syscall === syscall);
+
+    // TCP payloads as the wire carried them.
+    const tcp = tsharkFields(dump.file, ['tcp.srcport', 'tcp.payload'], { filter: 'tcp.len > 0' });
+    const fromClient = tcp.find((p) => Number(p[0]) !== tcpPort)!;
+    const fromServer = tcp.find((p) => Number(p[0]) === tcpPort)!;
+    const sendmsg = find('sendmsg')!;
+    t.truthy(sendmsg);
+    t.deepEqual(sendmsg.payload, Buffer.from(fromClient[1], 'hex'), 'sendmsg: three iovecs joined');
+    t.is(sendmsg.localPort, Number(fromClient[0]));
+    t.deepEqual(find('recvmsg')?.payload, Buffer.from(fromClient[1], 'hex'));
+    t.deepEqual(find('writev')?.payload, Buffer.from(fromServer[1], 'hex'));
+    t.deepEqual(find('readv')?.payload, Buffer.from(fromServer[1], 'hex'), 'readv: two iovecs joined');
+    t.is(find('recvmsg')!.traceId, find('writev')!.traceId, 'the server thread\'s response carries the request\'s id');
+
+    // UDP: the peers come from the syscall's sockaddr; tshark shows the client's port.
+    const udp = tsharkFields(dump.file, ['udp.srcport', 'udp.dstport', 'udp.payload'], { filter: 'udp' });
+    t.is(udp.length, 2);
+    const clientPort = Number(udp.find((p) => Number(p[1]) === udpPort)![0]);
+    t.is(Number(py.stdout.trim()), clientPort);
+    const sendto = mine.filter((r) => r.syscall === 'sendto' && r.protocol === 17);
+    const recvfrom = mine.filter((r) => r.syscall === 'recvfrom' && r.protocol === 17);
+    const q = sendto.find((r) => r.payload.toString() === 'QUERY-udp')!;
+    t.truthy(q);
+    t.is(q.localPort, clientPort);
+    t.is(q.remotePort, udpPort, 'sendto: peer from the destination sockaddr');
+    t.is(q.remote, '127.0.0.1');
+    const srvIn = recvfrom.find((r) => r.payload.toString() === 'QUERY-udp')!;
+    t.is(srvIn.localPort, udpPort);
+    t.is(srvIn.remotePort, clientPort, 'recvfrom: peer from the source sockaddr');
+    const ans = recvfrom.find((r) => r.payload.toString() === 'ANSWER-udp')!;
+    t.is(ans.remotePort, udpPort);
+    t.deepEqual(ans.payload, Buffer.from(udp.find((p) => Number(p[0]) === udpPort)![2], 'hex'));
+    t.is(lostWhileTracing, 0, 'no event lost while tracing');
+  } finally {
+    collector.close();
+  }
+});
