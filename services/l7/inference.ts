@@ -44,6 +44,12 @@ export class ProtocolInference {
   private readonly ctx: ParseContext = { protocol: 6, fromClient: true, serverPort: 0, truncated: false };
   private lastUs = 0;
   /**
+   * What the payload of the last `infer` call that named a protocol was: CHECK_REQUEST or
+   * CHECK_RESPONSE (as the recognising parser's check said); CHECK_NONE otherwise. Lets the flow
+   * map tell client from server on a flow whose handshake it did not see.
+   */
+  lastCheck: number = CHECK_NONE;
+  /**
    * Counters: `flow_evicted`, `server_evicted` (tables full), `skipped_flow` / `skipped_server`
    * (payloads not tried because the flow or the server gave up), `failed` (tried, no parser).
    */
@@ -70,6 +76,7 @@ export class ProtocolInference {
   infer(flowId: number, payload: Uint8Array, fromClient: boolean, protocol: number, serverPort: number,
     nowUs?: number, serverIp?: Uint8Array): string {
     if (nowUs !== undefined && nowUs > this.lastUs) this.lastUs = nowUs;
+    this.lastCheck = CHECK_NONE;
     let flow = this.flowTable.get(flowId);
     if (flow !== undefined) {
       if (flow.name !== '') return flow.name;
@@ -86,7 +93,12 @@ export class ProtocolInference {
     const ctx = this.ctx;
     ctx.protocol = protocol; ctx.fromClient = fromClient; ctx.serverPort = serverPort;
     let found = -1;
-    if (server !== undefined && server.known >= 0 && this.tryParser(server.known, buf)) found = server.known;
+    // Parsers marked inferFirst (a protocol reached by upgrading another, e.g. h2c from HTTP/1.1)
+    // go before the server's known protocol, which would otherwise always claim the flow.
+    for (let i = 0; found < 0 && i < this.parsers.length; i++) {
+      if (this.parsers[i].inferFirst === true && this.tryParser(i, buf)) found = i;
+    }
+    if (found < 0 && server !== undefined && server.known >= 0 && this.tryParser(server.known, buf)) found = server.known;
     for (let i = 0; found < 0 && i < this.parsers.length; i++) {
       if (server !== undefined && i === server.known) continue;
       if (this.tryParser(i, buf)) found = i;
@@ -116,7 +128,10 @@ export class ProtocolInference {
   private tryParser(i: number, buf: Buffer): boolean {
     const p = this.parsers[i];
     if (this.ctx.protocol === 6 ? !p.overTcp : this.ctx.protocol === 17 ? !p.overUdp : true) return false;
-    return p.check(buf, 0, buf.length, this.ctx) !== CHECK_NONE;
+    const kind = p.check(buf, 0, buf.length, this.ctx);
+    if (kind === CHECK_NONE) return false;
+    this.lastCheck = kind;
+    return true;
   }
 
   private addFlow(flowId: number): FlowEntry {

@@ -44,13 +44,23 @@ export interface L7Message {
   traceId: string;
   spanId: string;
   xRequestId: string;
+  /**
+   * A request that gets no response by design (MQTT QoS 0 PUBLISH, AMQP Basic.Publish, MongoDB
+   * moreToCome): the stage reports it at once with response_status "ok" and no duration.
+   */
+  oneWay?: boolean;
+  /**
+   * The record's l7_protocol when it differs from the parser's name (the HTTP/2 parser reports
+   * gRPC calls as "gRPC"); unset: the parser's name.
+   */
+  l7Protocol?: string;
 }
 
 export function newMessage(kind: MessageKind): L7Message {
   return {
     kind, version: '', requestType: '', requestDomain: '', requestResource: '', endpoint: '',
     responseCode: undefined, responseStatus: 'unknown', responseException: '', responseResult: '',
-    length: 0, pairId: -1, traceId: '', spanId: '', xRequestId: '',
+    length: 0, pairId: -1, traceId: '', spanId: '', xRequestId: '', oneWay: false,
   };
 }
 
@@ -76,6 +86,11 @@ export interface L7Parser<FlowState = unknown> {
   readonly pairsById: boolean;
   /** After this long without a response, a request is reported with status "timeout". */
   readonly sessionTimeoutUs: number;
+  /**
+   * Optional: inference tries this parser before a server's already known protocol (its check
+   * must be strict: the HTTP/2 preface or an h2c upgrade request).
+   */
+  readonly inferFirst?: boolean;
   /** Which transports the protocol runs on. */
   readonly overTcp: boolean;
   readonly overUdp: boolean;
@@ -89,6 +104,11 @@ export interface L7Parser<FlowState = unknown> {
    * `ctx.fromClient`; calls `emit` per message. For UDP, one call per datagram.
    */
   parse(data: Buffer, start: number, end: number, ctx: ParseContext, state: FlowState, emit: Emit): number;
+  /**
+   * Optional: the flow ends (closed, or the end of the input); emit what the state still holds
+   * (HTTP/2: a gRPC response whose trailers never came is reported with its HTTP status).
+   */
+  endFlow?(state: FlowState, emit: Emit): void;
 }
 
 /** Status classes that HTTP-like codes map to. */

@@ -213,6 +213,7 @@ export class L7Stage {
 
   /** End of stream: every open request is reported as a timeout, every meter emitted, state cleared. */
   flush(): void {
+    for (const f of this.flows.values()) this.endParser(f, f.lastUs);
     for (let i = 0; i < this.open.length; i++) {
       for (const s of this.open[i]) this.expire(s, Math.min(s.deadlineUs, Math.max(this.nowUs, s.startUs)));
     }
@@ -224,9 +225,19 @@ export class L7Stage {
   closeFlow(flowId: number): void {
     const f = this.flows.get(flowId);
     if (f === undefined) return;
+    this.endParser(f, this.nowUs);
     this.expireFlowSessions(f, this.nowUs);
     if (this.dirtyMeters.has(f)) this.emitMeter(f);
     this.dropFlow(f);
+  }
+
+  /** Lets the parser emit what its flow state still holds, as of time `t`. */
+  private endParser(f: Flow, t: number): void {
+    if (f.parser.endFlow === undefined) return;
+    this.curFlow = f;
+    this.curUs = t;
+    f.parser.endFlow(f.state, this.emit);
+    this.curFlow = null;
   }
 
   private newFlow(flowId: number, p: flowtap.IAppPayload, data: Buffer, fromClient: boolean, protocol: number, t: number): Flow | undefined {
@@ -384,6 +395,8 @@ export class L7Stage {
     const m = this.meterAt(flow, t);
     if (msg.kind === 'request') {
       m.request++;
+      // No response will come: report it now rather than as a timeout later.
+      if (msg.oneWay === true) { this.emitLog(flow, msg, null, t, t); return; }
       if (this.sessionTotal >= this.maxSessions) this.evictOldestSession();
       const s = new Session(flow, t, msg, t + this.timeouts[flow.parserIndex]);
       if (flow.parser.pairsById) {
@@ -526,11 +539,11 @@ export class L7Stage {
     const log: flowtap.IL7FlowLog = {
       flow_id: f.flowId, start_time: startUs, end_time: endUs,
       ip_0: f.ip0Text, ip_1: f.ip1Text, client_port: f.clientPort, server_port: f.serverPort,
-      protocol: f.protocol, l7_protocol: f.parser.name,
+      protocol: f.protocol, l7_protocol: req?.l7Protocol || resp?.l7Protocol || f.parser.name,
       version: req !== null && req.version !== '' ? req.version : resp?.version ?? '',
       request_type: q.requestType, request_domain: q.requestDomain,
       request_resource: q.requestResource, endpoint: q.endpoint,
-      response_status: resp === null ? 'timeout' : resp.responseStatus,
+      response_status: resp === null ? (req?.oneWay === true ? 'ok' : 'timeout') : resp.responseStatus,
       response_exception: resp?.responseException ?? '',
       response_result: resp?.responseResult ?? '',
       response_duration: req !== null && resp !== null ? endUs - startUs : 0,

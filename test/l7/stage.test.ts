@@ -120,7 +120,7 @@ test('retransmissions are ignored, overlaps trimmed, unknown and unsupported tra
   t.is(logs.length, 1);
   stage.push(new Conn(2).payload(T0, true, 'random bytes that are not a protocol'));
   t.is(stage.drops.no_protocol, 1);
-  stage.push(new Conn(3, 6, 3306, 'MySQL').payload(T0, true, 'x'));
+  stage.push(new Conn(3, 6, 1521, 'Oracle').payload(T0, true, 'x')); // a protocol with no parser here
   t.is(stage.drops.unsupported_protocol, 1);
 });
 
