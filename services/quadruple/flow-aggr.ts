@@ -2,6 +2,12 @@
 // goes out when the flow's first report of a later minute arrives, when the flow closes (at
 // once, with its close type), or when the minute's window closes. A log of a flow still open
 // says close_type "forced_report" (DeepFlow's name for the periodic report of a live flow).
+//
+// Health checks (optional): a TCP flow seen from its SYN that closed by a client RST right after
+// the handshake (close type tcp_client_rst or client_establish_reset) with no payload either way
+// is merged into one log per server (ip_1, server_port) per minute, emitted when the minute
+// closes. That log has flow_id 0 and client_port 0, the first client's ip_0, and the summed
+// counters of all the checks (syn_count = number of checks, one SYN each unless repeated).
 import { flowtap } from '../../lib/proto';
 import { formatIp } from '../../lib/packet-batch';
 
@@ -15,13 +21,24 @@ export interface FlowAcc {
 
 const n = (v: number | null | undefined): number => (v ? Number(v) : 0);
 
+/** A closed flow's whole-life log that is a health check (see the header). */
+export function isHealthCheck(l: flowtap.IL4FlowLog): boolean {
+  return l.protocol === 6 && l.is_new_flow === true
+    && (l.close_type === 'tcp_client_rst' || l.close_type === 'client_establish_reset')
+    && n(l.syn_count) > 0 && n(l.synack_count) > 0 && n(l.l4_byte_tx) === 0 && n(l.l4_byte_rx) === 0;
+}
+
 export class FlowAggr {
   private readonly accs = new Map<number, FlowAcc>();
+  /** Health-check logs being merged, by server and minute. */
+  private readonly healthChecks = new Map<string, { minute: number; log: flowtap.IL4FlowLog }>();
+  /** Flow logs merged into a health-check log, all time. */
+  healthChecksMerged = 0;
 
-  constructor(private readonly emit: (log: flowtap.IL4FlowLog) => void) {}
+  constructor(private readonly emit: (log: flowtap.IL4FlowLog) => void, private readonly aggregateHealthChecks = false) {}
 
   get size(): number {
-    return this.accs.size;
+    return this.accs.size + this.healthChecks.size;
   }
 
   /**
@@ -46,8 +63,9 @@ export class FlowAggr {
     acc.lastSec = sec;
     this.merge(acc.log, f);
     if (f.is_closed) {
-      this.emit(acc.log);
       this.accs.delete(id);
+      if (this.aggregateHealthChecks && isHealthCheck(acc.log)) this.addHealthCheck(acc.log, minute);
+      else this.emit(acc.log);
     } else {
       this.accs.set(id, acc);
     }
@@ -59,11 +77,29 @@ export class FlowAggr {
     for (const [id, acc] of this.accs) {
       if (acc.minute < minuteEnd) { this.emit(acc.log); this.accs.delete(id); }
     }
+    for (const [key, hc] of this.healthChecks) {
+      if (hc.minute < minuteEnd) { this.emit(hc.log); this.healthChecks.delete(key); }
+    }
   }
 
   flush(): void {
     for (const acc of this.accs.values()) this.emit(acc.log);
     this.accs.clear();
+    for (const hc of this.healthChecks.values()) this.emit(hc.log);
+    this.healthChecks.clear();
+  }
+
+  private addHealthCheck(log: flowtap.IL4FlowLog, minute: number): void {
+    this.healthChecksMerged++;
+    const key = `${log.ip_1}|${log.server_port}|${minute}`;
+    const hc = this.healthChecks.get(key);
+    if (!hc) {
+      this.healthChecks.set(key, { minute, log: { ...log, flow_id: 0, client_port: 0 } });
+      return;
+    }
+    // An L4FlowLog carries the same counter names as a Flow report, so the report merge applies.
+    this.merge(hc.log, log as unknown as flowtap.IFlow);
+    hc.log.start_time = Math.min(n(hc.log.start_time), n(log.start_time));
   }
 
   private newAcc(f: flowtap.IFlow, minute: number, previous?: FlowAcc): FlowAcc {

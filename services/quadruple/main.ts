@@ -13,10 +13,19 @@ void runService({
     const l4Logs = new BatchOut<flowtap.IL4FlowLog>(ctx, 'sender', Kind.L4_LOG_BATCH, (l) => flowtap.L4LogBatch.encode({ logs: l }).finish());
     const stage = new QuadrupleStage(
       { onDocument: documents.push, onL4Log: l4Logs.push },
-      { toleranceSecondSec: cfg.late_tolerance_1s, toleranceMinuteSec: cfg.late_tolerance_1m },
+      {
+        toleranceSecondSec: cfg.late_tolerance_1s,
+        toleranceMinuteSec: cfg.late_tolerance_1m,
+        l4LogPerSecond: cfg.l4_log_per_second,
+        aggregateHealthChecks: cfg.aggregate_health_checks,
+        carryIdleLimitSec: cfg.carry_idle_limit,
+      },
     );
+    // Drop reasons: see QuadrupleDropReason (late data, bad records, l4_log_throttled).
     ctx.metrics.trackDrops('quadruple_', () => stage.drops);
     ctx.metrics.trackSize('flows_in_aggregation', () => stage.flowsInAggr);
+    ctx.metrics.trackSize('l4_logs_held_by_throttle', () => stage.l4LogsHeld);
+    ctx.metrics.trackSize('flows_carried_1m', () => stage.flowsCarried);
     const sendAll = async () => {
       await l4Logs.flush(true);
       await documents.flush(true);

@@ -13,23 +13,42 @@
 //   side), the AppMeter's counts on both the client row and the server row.
 // - application_map.1s / 1m: edge, key (ip_0, ip_1, server_port, protocol, l7_protocol, endpoint).
 // flow_meter.load (concurrent connections) counts the flows of the key alive in the window:
-// opened before its end and not closed before its start; it is carried through windows where
-// the flow sent nothing, until the flow's close report. flow_count counts distinct flows that
-// reported in the window.
+// first seen before its end and not closed before its start; it is carried through windows where
+// the flow sent nothing, until the flow's close report (even one too late for the metrics) or
+// until it has been silent for carryIdleLimitSec (see concurrent.ts). flow_count counts distinct
+// flows that reported in the window.
+//
+// L4 flow logs go from FlowAggr through a ReservoirThrottle (lib/throttle.ts): at most
+// l4LogPerSecond per second of packet time, a uniform sample of each 4 s bucket, held until the
+// bucket ends.
 import { flowtap } from '../../lib/proto';
 import { formatIp } from '../../lib/packet-batch';
+import { ReservoirThrottle } from '../../lib/throttle';
+import { ConcurrentConnections } from './concurrent';
 import { FlowAggr } from './flow-aggr';
-import { AppMeterCounts, addAppToFlowMeter, addAppToMeter, addFlowToMeter, newAppMeter, newFlowMeter } from './meters';
-import { Row, Rows, Windows } from './windows';
+import {
+  AppMeterCounts, FlowReport, addAppToFlowMeter, addAppToMeter, addFlowToMeter, newAppMeter, newFlowMeter, newFlowReport, readFlowReport,
+} from './meters';
+import { Rows, Windows } from './windows';
 
 export interface QuadrupleConfig {
   /** Late-data tolerance of 1 s windows, s (DeepFlow: 9). */
   toleranceSecondSec: number;
   /** Late-data tolerance of 1 min windows, s (DeepFlow: 69). */
   toleranceMinuteSec: number;
+  /** L4 flow logs kept per second of packet time (Infinity: no throttle, logs leave at once). */
+  l4LogPerSecond: number;
+  /** Merge health-check flows into one L4 log per server per minute (flow-aggr.ts). */
+  aggregateHealthChecks: boolean;
+  /** A flow silent this long (s) stops counting as a concurrent connection: its close was lost. */
+  carryIdleLimitSec: number;
+  /** Seed of the L4 throttle's sampling (tests); random by default. */
+  throttleSeed?: number;
 }
 
-export const DEFAULT_QUADRUPLE_CONFIG: QuadrupleConfig = { toleranceSecondSec: 9, toleranceMinuteSec: 69 };
+export const DEFAULT_QUADRUPLE_CONFIG: QuadrupleConfig = {
+  toleranceSecondSec: 9, toleranceMinuteSec: 69, l4LogPerSecond: 10000, aggregateHealthChecks: false, carryIdleLimitSec: 600,
+};
 
 export interface QuadrupleOutputs {
   onDocument(doc: flowtap.IDocument): void;
@@ -42,8 +61,10 @@ export interface QuadrupleOutputs {
  *   keeps it out of the L4 log).
  * - late_app_1s / late_app_1m: the same for AppMeters.
  * - bad_flow / bad_app: a record without a usable time or 16-byte addresses.
+ * - l4_log_throttled: an L4 flow log left out of the sample by the L4 log throttle.
  */
-export type QuadrupleDropReason = 'late_flow_1s' | 'late_flow_1m' | 'late_app_1s' | 'late_app_1m' | 'bad_flow' | 'bad_app';
+export type QuadrupleDropReason = 'late_flow_1s' | 'late_flow_1m' | 'late_app_1s' | 'late_app_1m' | 'bad_flow' | 'bad_app'
+  | 'l4_log_throttled';
 
 /** Row keys of a flow in the network tables: client side, server side, edge. */
 function rowKeys(ip0: string, ip1: string, port: number, proto: number): [string, string, string] {
@@ -53,31 +74,61 @@ function rowKeys(ip0: string, ip1: string, port: number, proto: number): [string
 interface Granularity {
   suffix: '1s' | '1m';
   windows: Windows;
-  /** Open connections per network row key, carried from window to window. */
-  open: Map<string, { count: number; doc: flowtap.IDocument }>;
+  /** Flows alive, carried from window to window (flow_meter.load). */
+  carry: ConcurrentConnections;
 }
 
 export class QuadrupleStage {
   readonly drops: Record<QuadrupleDropReason, number> = {
-    late_flow_1s: 0, late_flow_1m: 0, late_app_1s: 0, late_app_1m: 0, bad_flow: 0, bad_app: 0,
+    late_flow_1s: 0, late_flow_1m: 0, late_app_1s: 0, late_app_1m: 0, bad_flow: 0, bad_app: 0, l4_log_throttled: 0,
   };
   readonly totals = { flows: 0, appMeters: 0, documents: 0, l4Logs: 0 };
   readonly config: QuadrupleConfig;
   private readonly second: Granularity;
   private readonly minute: Granularity;
   private readonly aggr: FlowAggr;
+  private readonly l4Throttle: ReservoirThrottle<flowtap.IL4FlowLog>;
   private clockSec = -Infinity;
+  /** The report being added, flattened (reused). */
+  private readonly report = newFlowReport();
 
   constructor(private readonly outputs: QuadrupleOutputs, config: Partial<QuadrupleConfig> = {}) {
     this.config = { ...DEFAULT_QUADRUPLE_CONFIG, ...config };
-    this.second = { suffix: '1s', windows: new Windows(1, this.config.toleranceSecondSec), open: new Map() };
-    this.minute = { suffix: '1m', windows: new Windows(60, this.config.toleranceMinuteSec), open: new Map() };
-    this.aggr = new FlowAggr((log) => { this.totals.l4Logs++; this.outputs.onL4Log(log); });
+    const c = this.config;
+    this.second = { suffix: '1s', windows: new Windows(1, c.toleranceSecondSec), carry: new ConcurrentConnections(1, '1s', c.carryIdleLimitSec) };
+    this.minute = { suffix: '1m', windows: new Windows(60, c.toleranceMinuteSec), carry: new ConcurrentConnections(60, '1m', c.carryIdleLimitSec) };
+    this.l4Throttle = new ReservoirThrottle<flowtap.IL4FlowLog>(c.l4LogPerSecond, (log) => {
+      this.totals.l4Logs++;
+      this.outputs.onL4Log(log);
+    }, c.throttleSeed);
+    this.aggr = new FlowAggr((log) => {
+      this.l4Throttle.add(log, Math.max(Number(log.end_time) || 0, this.clockSec * 1e6));
+      this.drops.l4_log_throttled = this.l4Throttle.dropped;
+    }, c.aggregateHealthChecks);
   }
 
   /** Gauge: flows with an L4 log being merged. */
   get flowsInAggr(): number {
     return this.aggr.size;
+  }
+
+  /** Gauge: L4 logs held by the throttle until their 4 s bucket ends. */
+  get l4LogsHeld(): number {
+    return this.l4Throttle.held;
+  }
+
+  /** Gauge: flows carried as concurrent connections (1 min windows). */
+  get flowsCarried(): number {
+    return this.minute.carry.size;
+  }
+
+  /** Counters: flow logs merged into health-check logs; carried flows expired without a close. */
+  get counters(): { health_checks_merged: number; carry_expired_1s: number; carry_expired_1m: number } {
+    return {
+      health_checks_merged: this.aggr.healthChecksMerged,
+      carry_expired_1s: this.second.carry.expired,
+      carry_expired_1m: this.minute.carry.expired,
+    };
   }
 
   addFlows(flows: flowtap.IFlow[]): void {
@@ -100,6 +151,7 @@ export class QuadrupleStage {
     this.second.windows.flush((start, rows) => this.closeWindow(this.second, start, rows));
     this.minute.windows.flush((start, rows) => this.closeWindow(this.minute, start, rows));
     this.aggr.flush();
+    this.l4Throttle.flush();
   }
 
   private advanceTo(sec: number): void {
@@ -111,6 +163,7 @@ export class QuadrupleStage {
       this.closeWindow(this.minute, start, rows);
       this.aggr.closeMinutesBefore(start + 60);
     });
+    this.l4Throttle.advance(sec * 1e6);
   }
 
   private addFlow(f: flowtap.IFlow): void {
@@ -122,7 +175,7 @@ export class QuadrupleStage {
     const rows1s = this.second.windows.rowsAt(sec);
     const rows1m = this.minute.windows.rowsAt(sec);
     if (!rows1s) this.drops.late_flow_1s++;
-    if (!rows1m) { this.drops.late_flow_1m++; if (!rows1s) return; }
+    if (!rows1m) this.drops.late_flow_1m++;
     // FlowAggr (only while the minute is open) also tells whether the flow is new to the windows.
     const port = Number(f.server_port ?? 0), proto = Number(f.protocol ?? 0);
     let keys: [string, string, string] | undefined, ip0: string, ip1: string;
@@ -136,11 +189,16 @@ export class QuadrupleStage {
       ip0 = formatIp(f.ip_0); ip1 = formatIp(f.ip_1);
       keys = rowKeys(ip0, ip1, port, proto);
     }
-    if (rows1s) this.addNetworkRows(rows1s, this.second, sec, f, keys, ip0, ip1, port, proto, firstInSecond);
-    if (rows1m) this.addNetworkRows(rows1m, this.minute, sec - (sec % 60), f, keys, ip0, ip1, port, proto, firstInMinute);
+    // Late or not, the report tells the carry the flow is alive (or closed).
+    const id = Number(f.flow_id), closed = f.is_closed === true;
+    this.second.carry.seen(id, sec, closed, keys, ip0, ip1, port, proto);
+    this.minute.carry.seen(id, sec, closed, keys, ip0, ip1, port, proto);
+    const r = readFlowReport(f, this.report);
+    if (rows1s) this.addNetworkRows(rows1s, this.second, sec, r, keys, ip0, ip1, port, proto, firstInSecond);
+    if (rows1m) this.addNetworkRows(rows1m, this.minute, sec - (sec % 60), r, keys, ip0, ip1, port, proto, firstInMinute);
   }
 
-  private addNetworkRows(rows: Rows, g: Granularity, time: number, f: flowtap.IFlow, keys: [string, string, string],
+  private addNetworkRows(rows: Rows, g: Granularity, time: number, f: FlowReport, keys: [string, string, string],
     ip0: string, ip1: string, port: number, proto: number, distinct: boolean): void {
     let c = rows.get(keys[0]);
     if (!c) rows.set(keys[0], c = { doc: { table: `network.${g.suffix}`, time, ip: ip0, side: 'client', server_port: port, protocol: proto }, flow: newFlowMeter() });
@@ -158,7 +216,9 @@ export class QuadrupleStage {
     const sec = Number(m.time);
     if (!(sec > 0) || m.ip_0?.length !== 16 || m.ip_1?.length !== 16) { this.drops.bad_app++; return; }
     this.totals.appMeters++;
-    if (sec > this.clockSec) this.clockSec = sec;
+    // AppMeters do not move the clock: they come from l7, on a path that may run ahead of (or
+    // behind) the flow reports, and a clock moved by them would close windows whose flow reports
+    // are still on their way. Flow reports and ticks, both from flow, drive it.
     const ip0 = formatIp(m.ip_0), ip1 = formatIp(m.ip_1);
     for (const g of [this.second, this.minute]) {
       const rows = g.windows.rowsAt(sec);
@@ -196,29 +256,10 @@ export class QuadrupleStage {
 
   /** Applies the carried connection counts to a closing window and emits its rows. */
   private closeWindow(g: Granularity, start: number, rows: Rows): void {
-    for (const [key, row] of rows) {
-      if (!row.flow || row.flow.new_flow === 0) continue;
-      const o = g.open.get(key);
-      if (o) o.count += row.flow.new_flow;
-      else g.open.set(key, { count: row.flow.new_flow, doc: row.doc });
-    }
-    for (const [key, o] of g.open) {
-      let row: Row | undefined = rows.get(key);
-      if (!row) {
-        row = { doc: { ...o.doc, time: start }, flow: newFlowMeter() };
-        rows.set(key, row);
-      }
-      row.flow!.load = o.count;
-    }
-    for (const [key, row] of rows) {
-      if (!row.flow) continue;
-      // Flows seen in the window but opened before we saw them (no is_new_flow) are alive too.
-      if (row.flow.load < row.flow.flow_count) row.flow.load = row.flow.flow_count;
-      if (row.flow.closed_flow === 0) continue;
-      const o = g.open.get(key);
-      if (!o) continue;
-      o.count -= row.flow.closed_flow;
-      if (o.count <= 0) g.open.delete(key);
+    g.carry.applyTo(start, rows);
+    for (const row of rows.values()) {
+      // Every flow that reported is carried, so load >= flow_count; kept as a guard.
+      if (row.flow && row.flow.load < row.flow.flow_count) row.flow.load = row.flow.flow_count;
     }
     for (const row of rows.values()) {
       const doc = row.doc;

@@ -27,7 +27,7 @@ for (const rel of files) {
     map.flush();
     q.addFlows(pending.splice(0));
     q.flush();
-    t.deepEqual(q.drops, { late_flow_1s: 0, late_flow_1m: 0, late_app_1s: 0, late_app_1m: 0, bad_flow: 0, bad_app: 0 });
+    t.deepEqual(q.drops, { late_flow_1s: 0, late_flow_1m: 0, late_app_1s: 0, late_app_1m: 0, bad_flow: 0, bad_app: 0, l4_log_throttled: 0 });
 
     const sumDocs = (table: string, k: keyof flowtap.IFlowMeter, pred: (d: flowtap.IDocument) => boolean = () => true) =>
       docs.filter((d) => d.table === table && pred(d)).reduce((a, d) => a + Number(d.flow_meter![k]), 0);

@@ -22,6 +22,9 @@ function flow(sec: number, extra: Partial<flowtap.IFlow> = {}): flowtap.IFlow {
   };
 }
 
+// No L4 log throttle: logs leave FlowAggr at once, so its timing is seen directly.
+const UNTHROTTLED = { l4LogPerSecond: Infinity };
+
 function harness(config = {}) {
   const docs: flowtap.IDocument[] = [];
   const logs: flowtap.IL4FlowLog[] = [];
@@ -100,7 +103,7 @@ test('single-side rows: one per side, tx is what that side sent', (t) => {
 });
 
 test('FlowAggr: one L4 log per flow per minute, the closing one at once', (t) => {
-  const h = harness();
+  const h = harness(UNTHROTTLED); // the throttle holds logs for up to 4 s: see throttle tests
   h.q.addFlows([flow(T + 1, { is_new_flow: true, rtt: 1500, tcp_flags_tx: 2 }), flow(T + 30, { tcp_flags_tx: 16 })]);
   t.is(h.logs.length, 0);
   h.q.addFlows([flow(T + 61)]);
@@ -126,7 +129,7 @@ test('FlowAggr: one L4 log per flow per minute, the closing one at once', (t) =>
 });
 
 test('an open flow idle through a minute has its L4 log emitted when the minute closes', (t) => {
-  const h = harness();
+  const h = harness(UNTHROTTLED); // the throttle holds logs for up to 4 s: see throttle tests
   h.q.addFlows([flow(T + 10, { is_new_flow: true })]);
   h.q.advance((T + 128) * US);
   t.is(h.logs.length, 0);
@@ -162,4 +165,73 @@ test('bad records are counted, not thrown', (t) => {
   h.q.addAppMeters([{ flow_id: 1, time: 0 }]);
   t.is(h.q.drops.bad_flow, 2);
   t.is(h.q.drops.bad_app, 1);
+});
+
+test('a close report too late for its window still ends the carry of concurrent connections', (t) => {
+  const h = harness({ toleranceSecondSec: 2 });
+  h.q.addFlows([flow(T, { is_new_flow: true })]);
+  h.q.addFlows([flow(T + 10, { flow_id: 2, client_port: 40001, is_new_flow: true })]);
+  // Flow 1 closed at T + 3, but its close report comes after that window closed.
+  h.q.addFlows([flow(T + 3, { packet_tx: 0, packet_rx: 0, byte_tx: 0, byte_rx: 0, is_closed: true, close_type: 'finish' })]);
+  t.is(h.q.drops.late_flow_1s, 1);
+  h.q.addFlows([flow(T + 20, { flow_id: 2, client_port: 40001, is_closed: true, close_type: 'finish' })]);
+  h.q.flush();
+  const loadAt = (sec: number) => h.rows('network.1s', (d) => d.side === 'server' && d.time === sec)[0]?.flow_meter!.load ?? 0;
+  // Windows closed before the late close arrived (T .. T+7 with tolerance 2 and clock T+10) carried flow 1.
+  t.is(loadAt(T + 5), 1);
+  // After it, only flow 2 is alive: the key no longer carries flow 1.
+  t.is(loadAt(T + 12), 1);
+  t.is(loadAt(T + 20), 1);
+  t.is(h.rows('network.1s', (d) => d.side === 'server' && Number(d.time) > T + 20).length, 0, 'nothing carried after the last close');
+});
+
+test('a flow whose close never comes stops being carried after carryIdleLimitSec', (t) => {
+  const h = harness({ carryIdleLimitSec: 30 });
+  h.q.addFlows([flow(T, { is_new_flow: true })]);
+  h.q.advance((T + 100) * US);
+  h.q.flush();
+  const loads = h.rows('network_map.1s').map((d) => Number(d.time) - T);
+  t.is(Math.max(...loads), 30, 'carried through T + 30 (last report + limit), not later');
+  t.is(h.q.counters.carry_expired_1s, 1);
+});
+
+test('health-check flows (client RST right after the handshake, no payload) merge into one L4 log per server when switched on', (t) => {
+  const check = (id: number, port: number, sec: number, extra: Partial<flowtap.IFlow> = {}) => flow(sec, {
+    flow_id: id, client_port: port, start_time: sec * US, is_new_flow: true, is_closed: true, close_type: 'tcp_client_rst',
+    syn_count: 1, synack_count: 1, packet_tx: 3, packet_rx: 1, byte_tx: 180, byte_rx: 60, l4_byte_tx: 0, l4_byte_rx: 0, ...extra,
+  });
+  const input = () => [check(1, 50001, T + 1), check(2, 50002, T + 2), check(3, 50003, T + 3),
+    check(4, 50004, T + 4, { l4_byte_tx: 10 }), // payload: not a health check
+    check(5, 50005, T + 5, { ip_1: ip('10.0.0.3') })]; // another server
+  const off = harness(UNTHROTTLED);
+  off.q.addFlows(input());
+  off.q.flush();
+  t.is(off.logs.length, 5, 'off by default: one log per flow');
+  const on = harness({ ...UNTHROTTLED, aggregateHealthChecks: true });
+  on.q.addFlows(input());
+  on.q.flush();
+  t.is(on.logs.length, 3);
+  const merged = on.logs.find((l) => l.ip_1 === '10.0.0.2' && l.flow_id === 0)!;
+  t.truthy(merged);
+  t.deepEqual([merged.client_port, merged.syn_count, merged.packet_tx, merged.byte_tx, merged.byte_rx], [0, 3, 9, 540, 180]);
+  t.is(merged.start_time, (T + 1) * US);
+  t.is(merged.end_time, (T + 3) * US);
+  t.is(merged.close_type, 'tcp_client_rst');
+  t.is(on.q.counters.health_checks_merged, 4);
+  t.is(on.logs.filter((l) => l.ip_1 === '10.0.0.3').length, 1);
+  // The metrics are unchanged by the switch.
+  const bytes = (h: typeof on) => h.rows('network_map.1m').reduce((a, d) => a + Number(d.flow_meter!.byte_tx), 0);
+  t.is(bytes(on), bytes(off));
+  t.is(bytes(on), on.logs.reduce((a, l) => a + Number(l.byte_tx), 0));
+});
+
+test('AppMeters do not move the clock: flow reports still on their way are not made late', (t) => {
+  const h = harness();
+  h.q.addFlows([flow(T, { is_new_flow: true })]);
+  h.q.addAppMeters([{ flow_id: 1, time: T + 100, ip_version: 4, ip_0: ip('10.0.0.1'), ip_1: ip('10.0.0.2'), server_port: 80, protocol: 6, l7_protocol: 'HTTP', endpoint: '', request: 1 }]);
+  h.q.addFlows([flow(T + 1)]);
+  t.is(h.q.drops.late_flow_1s, 0);
+  t.is(h.rows('network_map.1s').length, 0, 'no window closed by the AppMeter');
+  h.q.flush();
+  t.is(h.rows('application_map.1s').length, 1);
 });
