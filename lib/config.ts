@@ -82,6 +82,18 @@ export interface Config {
     l7_log_per_second: number;
     session_timeout: { dns: number; tls: number; others: number };
   };
+  /** The eBPF collector, in live mode only. Without root, BTF or tracefs the agent runs packet-only. */
+  ebpf: {
+    enabled: boolean;
+    /** Socket tracer on syscall tracepoints: L7 records with process identity. */
+    socket_tracer: boolean;
+    /** TLS plaintext through uprobes on SSL_read/SSL_write (libssl, node). */
+    tls: boolean;
+    /** Payload bytes captured per syscall (at most 8192). */
+    cap_bytes: number;
+    /** Trace only processes with these names (comm); empty: every process but the agent's own. */
+    process_names: string[];
+  };
   sender: {
     /** Where records go; several at once. */
     sinks: Array<SinkName>;
@@ -165,6 +177,7 @@ export function defaultConfig(): Config {
     },
     quadruple: { late_tolerance_1s: 9, late_tolerance_1m: 69, l4_log_per_second: 10000, aggregate_health_checks: false, carry_idle_limit: 600 },
     l7: { max_sessions: 65536, l7_log_per_second: 10000, session_timeout: { dns: 15, tls: 15, others: 120 } },
+    ebpf: { enabled: true, socket_tracer: true, tls: true, cap_bytes: 4096, process_names: [] },
     sender: {
       sinks: ['jsonl', 'sqlite'],
       output_dir: 'data',
@@ -264,6 +277,9 @@ function check(cfg: Config): void {
   positive(cfg.quadruple.l4_log_per_second, 'quadruple.l4_log_per_second');
   positive(cfg.quadruple.carry_idle_limit, 'quadruple.carry_idle_limit');
   positive(cfg.l7.l7_log_per_second, 'l7.l7_log_per_second');
+  if (!Number.isInteger(cfg.ebpf.cap_bytes) || cfg.ebpf.cap_bytes < 0 || cfg.ebpf.cap_bytes > 8192) {
+    throw new ConfigError(`ebpf.cap_bytes: must be a whole number from 0 to 8192, got ${cfg.ebpf.cap_bytes}`);
+  }
   positive(cfg.l7.max_sessions, 'l7.max_sessions');
   checkSender(cfg.sender);
 }

@@ -7,7 +7,7 @@ import type { ServiceName } from './config';
 export const UPSTREAMS: Record<ServiceName, readonly ServiceName[]> = {
   capture: [],
   flow: ['capture'],
-  l7: ['flow'],
+  l7: ['flow', 'capture'], // capture: eBPF socket data
   quadruple: ['flow', 'l7'],
   sender: ['quadruple', 'l7'],
 };

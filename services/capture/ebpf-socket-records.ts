@@ -53,8 +53,11 @@ export class SocketRecordDecoder {
   }
 
   private commWanted(records: Buffer, at: number): boolean {
+    // Compare up to the name's NUL only: the kernel leaves whatever was in the buffer after it.
+    let len = 0;
+    while (len < 16 && records[at + len] !== 0) len++;
     for (const c of this.comms) {
-      if (records.compare(c, 0, 16, at, at + 16) === 0) return true;
+      if ((len === 16 || c[len] === 0) && records.compare(c, 0, len, at, at + len) === 0) return true;
     }
     return false;
   }

@@ -14,7 +14,11 @@ import { FrameDecoder, LINKTYPE_ETHERNET } from './decode';
 export interface LiveCaptureHooks {
   /** Sends the full (or, on idle, partial) batch; resolves when the receiver took it. */
   sendBatch(batch: PacketBatch): Promise<void>;
-  /** An interface was opened, closed, went down or came back. */
+  /**
+   * opened: capture started on it; closed: it disappeared or is administratively down (it is
+   * reopened when it comes back); down: the kernel reported it down (ENETDOWN) while capturing;
+   * open_failed: it could not be opened.
+   */
   onInterfaceEvent(event: 'opened' | 'closed' | 'down' | 'open_failed', iface: string): void;
 }
 
@@ -83,14 +87,11 @@ export class LiveCapture {
 
   /** Brings the open set in line with the host: opens new or returning interfaces, closes gone ones. */
   rescan(present: NetInterface[] = listInterfaces()): void {
-    const byName = new Map(present.map((i) => [i.name, i]));
     const wanted = new Map(present.filter((i) => i.up && interfaceSelected(i.name, this.cfg.interfaces)).map((i) => [i.name, i]));
     for (const [name, socket] of this.sockets) {
       if (wanted.has(name) && wanted.get(name)!.ifindex === socket.ifindex) continue;
       this.close(name, socket);
-      // Down: it may come back and is reopened then. Gone (or re-created): closed.
-      const now = byName.get(name);
-      this.hooks.onInterfaceEvent(now && now.ifindex === socket.ifindex && !now.up ? 'down' : 'closed', name);
+      this.hooks.onInterfaceEvent('closed', name);
     }
     for (const name of wanted.keys()) {
       if (!this.sockets.has(name)) this.open(name);

@@ -8,6 +8,8 @@ import { Kind } from '../../lib/transport';
 import client from 'prom-client';
 import { openCaptureFile } from './capture-file';
 import { FrameDecoder } from './decode';
+import type { EbpfCollector } from './ebpf-collector';
+import { startEbpf } from './ebpf-wiring';
 import { LiveCapture } from './live-capture';
 
 const PROGRESS_INTERVAL_MS = 200;
@@ -15,8 +17,11 @@ const PROGRESS_INTERVAL_MS = 200;
 /** Sends the batch to flow if it holds anything, and empties it. */
 async function sendBatch(ctx: ServiceContext, batch: PacketBatch): Promise<void> {
   if (batch.count === 0) return;
-  await ctx.send('flow', Kind.PACKET_BATCH, batch.encode(), batch.count);
+  // Encoding copies the rows, so the batch is free for the next packets before the send resolves.
+  const body = batch.encode();
+  const count = batch.count;
   batch.reset();
+  await ctx.send('flow', Kind.PACKET_BATCH, body, count);
 }
 
 async function replayFile(ctx: ServiceContext, decoder: FrameDecoder, batch: PacketBatch): Promise<void> {
@@ -34,7 +39,7 @@ async function replayFile(ctx: ServiceContext, decoder: FrameDecoder, batch: Pac
     if (ts > lastTs) lastTs = ts;
   };
   for (;;) {
-    const n = await reader.readFrames(onFrame, batch.capacity - batch.count);
+    const n = ctx.draining ? 0 : await reader.readFrames(onFrame, batch.capacity - batch.count);
     ctx.metrics.recordsIn.inc({ kind: 'frame' }, n);
     if (n === 0) break;
     if (batch.full) await sendBatch(ctx, batch);
@@ -58,7 +63,7 @@ async function replayFile(ctx: ServiceContext, decoder: FrameDecoder, batch: Pac
 const RESCAN_INTERVAL_MS = 1000;
 
 /** Captures on the configured interfaces until stopped, with idle ticks and interface rescans. */
-async function captureLive(ctx: ServiceContext, decoder: FrameDecoder, batch: PacketBatch): Promise<never> {
+function startLive(ctx: ServiceContext, decoder: FrameDecoder, batch: PacketBatch): LiveCapture {
   const registers = [ctx.metrics.registry];
   const events = new client.Counter({
     name: 'flowtap_capture_interface_events_total',
@@ -93,6 +98,7 @@ async function captureLive(ctx: ServiceContext, decoder: FrameDecoder, batch: Pa
   live.start();
   ctx.log.info('live capture started', { interfaces: live.openInterfaces });
   setInterval(() => {
+    if (ctx.draining) return;
     try {
       live.rescan();
     } catch (err) {
@@ -102,10 +108,10 @@ async function captureLive(ctx: ServiceContext, decoder: FrameDecoder, batch: Pa
   // With no packets, packet time stands still: wall-clock ticks let windows and timeouts move on.
   const tickMs = ctx.config.capture.tick_interval_ms;
   setInterval(() => {
-    if (live.idleMs() < tickMs) return;
+    if (live.idleMs() < tickMs || ctx.draining) return;
     void ctx.broadcastControl(flowtap.Control.Kind.TICK, Date.now() * 1000);
   }, tickMs);
-  return new Promise<never>(() => undefined);
+  return live;
 }
 
 void runService({
@@ -115,25 +121,42 @@ void runService({
     const batch = new PacketBatch(transport.batch_size, capture.payload_cut);
     const decoder = new FrameDecoder();
     ctx.metrics.trackDrops('decode_', () => decoder.drops);
+    let reading: Promise<void> | undefined;
+    let live: LiveCapture | undefined;
+    let ebpf: EbpfCollector | undefined;
+    const failStart = (err: unknown): never => {
+      ctx.log.error((err as Error).message);
+      process.exit(2);
+    };
     return {
       async run() {
         if (capture.source === 'file') {
-          try {
-            await replayFile(ctx, decoder, batch);
-          } catch (err) {
-            ctx.log.error((err as Error).message);
-            process.exit(2);
-          }
-          if (ctx.replay) return;
+          reading = replayFile(ctx, decoder, batch).catch(failStart);
+          await reading;
+          if (ctx.replay || ctx.draining) return;
           ctx.log.info('capture file replayed; idle until stopped');
-          await new Promise(() => undefined);
+        } else {
+          try {
+            live = startLive(ctx, decoder, batch);
+          } catch (err) {
+            failStart(err);
+          }
+          ebpf = startEbpf(ctx);
         }
-        try {
-          await captureLive(ctx, decoder, batch);
-        } catch (err) {
-          ctx.log.error((err as Error).message);
-          process.exit(2);
+        await new Promise(() => undefined);
+      },
+      async stop() {
+        if (reading) {
+          // The file loop sees ctx.draining, stops reading and ends the stream itself.
+          await reading;
+          return;
         }
+        live?.closeAll();
+        ebpf?.drain();
+        ebpf?.close();
+        decoder.flush();
+        await sendBatch(ctx, batch);
+        await ctx.broadcastControl(flowtap.Control.Kind.END_OF_STREAM, Date.now() * 1000);
       },
     };
   },

@@ -1,0 +1,70 @@
+// Runs the eBPF collector inside the capture service (live mode): socket-data batches go to l7,
+// the agent's own processes are never traced (their traffic would trace itself), and whether
+// eBPF is on is said once in the log and always in a gauge.
+import fs from 'node:fs';
+import client from 'prom-client';
+import type { ServiceContext } from '../../lib/service';
+import { Kind } from '../../lib/transport';
+import { EbpfCollector } from './ebpf-collector';
+
+/** Batches waiting to go to l7 past which new ones are dropped and counted (l7 is behind). */
+const MAX_PENDING_BATCHES = 64;
+const RESCAN_INTERVAL_MS = 10_000;
+
+/** Pids of the agent's own processes: node running one of dist/services/<name>/main.js. */
+export function agentPids(): number[] {
+  const pids: number[] = [];
+  for (const entry of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const cmdline = fs.readFileSync(`/proc/${entry}/cmdline`, 'utf8');
+      if (/\/services\/(capture|flow|quadruple|l7|sender)\/main\.js/.test(cmdline)) pids.push(Number(entry));
+    } catch {
+      // the process ended while we looked
+    }
+  }
+  return pids;
+}
+
+export function startEbpf(ctx: ServiceContext): EbpfCollector {
+  const cfg = ctx.config.ebpf;
+  let pending = 0;
+  const backlog = { rows: 0 };
+  const collector = EbpfCollector.start({
+    enabled: cfg.enabled,
+    socketTracer: cfg.socket_tracer,
+    tls: cfg.tls,
+    capBytes: cfg.cap_bytes,
+    processNames: cfg.process_names,
+    excludePids: agentPids(),
+  }, (batch) => {
+    // The batch is reused when this returns: encode now, send in order behind earlier batches.
+    if (pending >= MAX_PENDING_BATCHES) {
+      backlog.rows += batch.count;
+      return;
+    }
+    pending++;
+    const count = batch.count;
+    ctx.send('l7', Kind.SOCKET_DATA_BATCH, batch.encode(), count)
+      .catch((err) => ctx.log.warn('socket data not sent', { error: (err as Error).message }))
+      .finally(() => { pending--; });
+  });
+  if (collector.packetOnly) ctx.log.warn(collector.statusMessage);
+  else ctx.log.info(collector.statusMessage);
+  new client.Gauge({
+    name: 'flowtap_ebpf_packet_only',
+    help: '1 when the agent runs without eBPF (no root, BTF or tracefs, or turned off), 0 when the socket tracer runs',
+    registers: [ctx.metrics.registry],
+    collect() { this.set(collector.packetOnly); },
+  });
+  ctx.metrics.trackDrops('ebpf_', () => ({ ...collector.drops, l7_backlog: backlog.rows }));
+  ctx.metrics.trackSize('ebpf_batches_pending', () => pending);
+  if (!collector.packetOnly) {
+    const timer = setInterval(() => {
+      for (const pid of agentPids()) collector.tracePid(pid, 'skip');
+      collector.rescanTls();
+    }, RESCAN_INTERVAL_MS);
+    timer.unref();
+  }
+  return collector;
+}
