@@ -1,6 +1,7 @@
 // Protocol inference from payloads, against tshark's view of which protocol each conversation
-// speaks, over many kinds of real traffic (HTTP, DNS, and what must not be taken for them).
+// speaks, over real traffic of every protocol the corpus has.
 import test from 'ava';
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ProtocolInference } from '../../services/l7/inference';
 import { corpusFiles, CORPUS, tsharkFields } from './tshark';
@@ -11,20 +12,38 @@ const FILES = [
   ...corpusFiles('postgresql'), ...corpusFiles('kafka'), ...corpusFiles('ipv6/arkime'),
 ];
 
+/** The corpus README's decode-as rules (servers on odd ports), by file. */
+function decodeAsRules(): Map<string, string> {
+  const rules = new Map<string, string>();
+  for (const line of fs.readFileSync(path.join(CORPUS, 'README.md'), 'utf8').split('\n')) {
+    const cells = line.split('|').map((c) => c.trim());
+    if (cells.length > 3 && cells[cells.length - 2].includes('==')) rules.set(path.join(CORPUS, cells[1]), cells[cells.length - 2]);
+  }
+  return rules;
+}
+const DECODE_AS = decodeAsRules();
+
 /**
- * tshark's protocol per conversation: HTTP if a frame is http but not http2 (HTTP/2's preface
- * reaches http2 through tshark's http dissector), DNS if dns/mdns/llmnr, else "".
+ * tshark's protocol per conversation, named as ours: the application protocol when tshark sees
+ * one, HTTP/2 before HTTP (an h2c upgrade starts as HTTP/1.1), TLS last (MySQL and PostgreSQL
+ * start in plain text and switch to TLS). NetBIOS name service is handled by the caller.
  */
+const TSHARK_NAMES: Array<[string, string]> = [
+  ['mysql', 'MySQL'], ['pgsql', 'PostgreSQL'], ['resp', 'Redis'], ['memcache', 'Memcached'], ['kafka', 'Kafka'],
+  ['mqtt', 'MQTT'], ['mongo', 'MongoDB'], ['amqp', 'AMQP'], ['http2', 'HTTP2'], ['http1', 'HTTP'],
+  ['dns', 'DNS'], ['mdns', 'DNS'], ['llmnr', 'DNS'], ['tls', 'TLS'],
+];
+
 function expected(protocols: Set<string>): string {
-  if (protocols.has('http1')) return 'HTTP';
-  if (protocols.has('dns') || protocols.has('mdns') || protocols.has('llmnr')) return 'DNS';
+  for (const [theirs, ours] of TSHARK_NAMES) if (protocols.has(theirs)) return ours;
   return '';
 }
 
 for (const file of FILES) {
   test(`inference agrees with tshark: ${path.relative(CORPUS, file)}`, (t) => {
+    const rule = DECODE_AS.get(file);
     const rows = tsharkFields(file, '(tcp.len > 0 || udp.length > 8) && !icmp && !icmpv6',
-      ['tcp.stream', 'udp.stream', 'frame.protocols', 'tcp.payload', 'udp.payload', 'tcp.dstport', 'udp.dstport']);
+      ['tcp.stream', 'udp.stream', 'frame.protocols', 'tcp.payload', 'udp.payload', 'tcp.dstport', 'udp.dstport'], rule ? ['-d', rule] : []);
     const streams = new Map<string, { protocols: Set<string>; inferred: string; tcp: boolean }>();
     const inference = new ProtocolInference();
     let id = 0;
@@ -54,7 +73,7 @@ for (const file of FILES) {
 }
 
 const T0 = 1_700_000_000_000_000;
-const junk = Buffer.from('\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03 not a protocol we parse', 'latin1');
+const junk = Buffer.from('SSH-2.0-OpenSSH_9.2p1 not a protocol we parse', 'latin1');
 const get = Buffer.from('GET / HTTP/1.1\r\nHost: x\r\n\r\n');
 
 test('a flow is given up after its tries; forget() starts it over', (t) => {
