@@ -1,5 +1,5 @@
 // Flow stage benchmarks: packets/s on a generated stream of many short TCP flows, and memory
-// per flow with many concurrent flows. Run: node --expose-gc dist/bench/flow-bench.js
+// per flow with many concurrent flows. Run: node --expose-gc dist/bench/flow-bench.js [flows]
 import { PacketBatch, TCP_ACK, TCP_FIN, TCP_SYN } from '../lib/packet-batch';
 import { FlowMap } from '../services/flow/flow-map';
 
@@ -88,10 +88,15 @@ export function benchFlowThroughput(totalFlows = 400_000, concurrent = 2_000, ga
     flowsPerSec: map.totals.flowsCreated / seconds, reports, maxOpen, drops: { ...map.drops } };
 }
 
-/** Bytes of heap + typed-array memory per open flow, with `flows` concurrent UDP flows. */
-export function benchFlowMemory(flows = 200_000): { flows: number; bytesPerFlow: number } {
+/**
+ * Bytes of heap + typed-array memory per open flow with `flows` concurrent TCP flows (one
+ * mid-stream data packet each, no payload kept), measured after a full GC before and after.
+ * Includes the flow slots, hash buckets, timer wheel, free/active lists and the service table.
+ */
+export function benchFlowMemory(flows = 1_000_000): { flows: number; bytesPerFlow: number; heapBytesPerFlow: number } {
   const gc = (globalThis as { gc?: () => void }).gc;
-  const used = () => { gc?.(); const m = process.memoryUsage(); return m.heapUsed + m.arrayBuffers; };
+  if (!gc) throw new Error('benchFlowMemory needs node --expose-gc');
+  const used = () => { gc(); gc(); const m = process.memoryUsage(); return { heap: m.heapUsed, all: m.heapUsed + m.arrayBuffers }; };
   const b = new PacketBatch(1024);
   const before = used();
   const map = new FlowMap({ onFlow: () => undefined }, undefined, { maxFlows: flows });
@@ -100,17 +105,32 @@ export function benchFlowMemory(flows = 200_000): { flows: number; bytesPerFlow:
     writePacket(b, k, 3, T0 + k);
   }
   map.processBatch(b);
+  b.reset();
   const after = used();
   if (map.flowsOpen !== flows) throw new Error(`expected ${flows} open flows, got ${map.flowsOpen}`);
-  return { flows, bytesPerFlow: Math.round((after - before) / flows) };
+  return { flows, bytesPerFlow: Math.round((after.all - before.all) / flows), heapBytesPerFlow: Math.round((after.heap - before.heap) / flows) };
 }
 
-if (require.main === module) {
-  const memory = benchFlowMemory(65_535); // first, before other runs leave garbage behind
+export interface FlowBenchReport {
+  memory: ReturnType<typeof benchFlowMemory>;
+  throughput: FlowBenchResult;
+  throughputWithPayloads: FlowBenchResult;
+}
+
+/**
+ * The flow stage's figures for bench/run.ts: bytes per flow with 1 M concurrent flows (needs
+ * node --expose-gc), and packets/s without and with payload handling (inference + AppPayload copies).
+ */
+export function benchFlow(concurrentFlows = 1_000_000): FlowBenchReport {
+  const memory = benchFlowMemory(concurrentFlows); // first, before other runs leave garbage behind
   benchFlowThroughput(50_000); // warm-up
-  console.log(JSON.stringify({
+  return {
     memory,
     throughput: benchFlowThroughput(),
     throughputWithPayloads: benchFlowThroughput(400_000, 2_000, 20, true),
-  }, null, 1));
+  };
+}
+
+if (require.main === module) {
+  console.log(JSON.stringify(benchFlow(Number(process.argv[2] ?? 1_000_000)), null, 1));
 }

@@ -64,6 +64,16 @@ export function closeTypeOfRst(state: number, fromClient: boolean): number {
   }
 }
 
+/** The close type of the same RST with client and server exchanged (a flow turned round by L7). */
+export function oppositeRstClose(code: number): number {
+  switch (code) {
+    case CLOSE_TCP_CLIENT_RST: return CLOSE_TCP_SERVER_RST;
+    case CLOSE_TCP_SERVER_RST: return CLOSE_TCP_CLIENT_RST;
+    case CLOSE_TCP_FIN_CLIENT_RST: return CLOSE_TCP_SERVER_RST;
+    default: return code;
+  }
+}
+
 /** Bits of the per-flow `marks` word. */
 export const MARK_FIN_CLIENT = 1;
 export const MARK_FIN_SERVER = 2;
@@ -75,6 +85,13 @@ export const MARK_SEQ_SERVER = 64;
 export const MARK_LAST_PAYLOAD_SERVER = 128; // direction of the last payload (for art/cit)
 export const MARK_SRT_PENDING = 256;   // client data not yet acknowledged by the server
 export const MARK_ANY_PAYLOAD = 512;
+export const MARK_RTT_DONE = 1024;     // the handshake rtt has been measured (or cannot be)
+export const MARK_RST_OPENING = 2048;  // the RST came during the handshake (short linger)
+export const MARK_ZWIN_CLIENT = 4096;  // the client's last advertised window was 0
+export const MARK_ZWIN_SERVER = 8192;
+/** Duplicate ACKs in a row from the client (2 bits, saturating at 3), then from the server. */
+export const DUPACK_SHIFT_CLIENT = 14;
+export const DUPACK_SHIFT_SERVER = 16;
 
 /** The close type a timeout gives, from the state and the flow's marks and totals. */
 export function closeTypeOfTimeout(state: number, marks: number, synTotal: number, synAckTotal: number, rstClose: number): number {

@@ -7,12 +7,14 @@ import { flowtap } from '../../lib/proto';
 import { IPPROTO_TCP, IPPROTO_UDP, PacketBatch, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN } from '../../lib/packet-batch';
 import { FlowMapConfig, FlowTimeouts, flowMapConfig } from './flow-config';
 import { TimerWheel } from './timer-wheel';
+import { SERVER_L7, SERVER_SYNACK, ServiceTable, scoresClose, serverByPort } from './service-table';
 import * as S from './flow-slots';
 import {
   CLOSE_CLIENT_SOURCE_PORT_REUSE, CLOSE_TYPE_NAMES, MARK_ANY_PAYLOAD, MARK_FIN_CLIENT, MARK_FIN_SERVER,
   MARK_LAST_PAYLOAD_SERVER, MARK_NEW_REPORTED, MARK_QUEUE_LACK, MARK_SEQ_CLIENT, MARK_SEQ_SERVER,
-  MARK_SRT_PENDING, MARK_SYN_SEEN, STATE_CLOSED, STATE_CLOSING, STATE_ESTABLISHED, STATE_NONE,
-  STATE_RESET, STATE_SYN_RECEIVED, STATE_SYN_SENT, closeTypeOfRst, closeTypeOfTimeout,
+  MARK_RST_OPENING, MARK_RTT_DONE, MARK_ZWIN_CLIENT, MARK_ZWIN_SERVER, DUPACK_SHIFT_CLIENT, DUPACK_SHIFT_SERVER, MARK_SRT_PENDING, MARK_SYN_SEEN, STATE_CLOSED, STATE_CLOSING, STATE_ESTABLISHED,
+  STATE_NONE,
+  STATE_RESET, STATE_SYN_RECEIVED, STATE_SYN_SENT, closeTypeOfRst, closeTypeOfTimeout, oppositeRstClose,
 } from './close-type';
 
 /** Names the L7 protocol of a flow from one of its payloads ("" while unknown). */
@@ -35,6 +37,8 @@ export type FlowDropReason = 'flow_map_full' | 'non_ip' | 'bad_timestamp';
 
 const US = 1e6;
 const INITIAL_CAPACITY = 1024;
+/** Out-of-order window when the handshake rtt is unknown (tshark's default too). */
+const OOO_DEFAULT_WINDOW_US = 3000;
 
 function mix32(h: number): number {
   h = Math.imul(h ^ (h >>> 16), 0x7feb352d);
@@ -54,9 +58,11 @@ function endpointHash(w: Uint32Array, o: number, port: number): number {
 export class FlowMap {
   readonly drops: Record<FlowDropReason, number> = { flow_map_full: 0, non_ip: 0, bad_timestamp: 0 };
   /** Monotonic totals for Prometheus counters. */
-  readonly totals = { packets: 0, flowsCreated: 0, flowsClosed: 0, reports: 0, payloads: 0 };
+  readonly totals = { packets: 0, flowsCreated: 0, flowsClosed: 0, reports: 0, payloads: 0, directionsCorrected: 0 };
   readonly config: FlowMapConfig;
 
+  /** Server evidence per endpoint, for flows whose SYN was not seen. */
+  readonly services: ServiceTable;
   private readonly slots: S.FlowSlots;
   private readonly wheel: TimerWheel;
   private buckets: Int32Array;      // slot + 1 of the chain head (0: empty)
@@ -82,6 +88,7 @@ export class FlowMap {
     this.nextFlowId = this.config.firstFlowId;
     const cap = Math.max(1, Math.min(INITIAL_CAPACITY, this.config.maxFlows));
     this.slots = new S.FlowSlots(cap);
+    this.services = new ServiceTable(this.config.serviceTableSize);
     this.wheel = new TimerWheel(cap);
     this.freeSlots = new Int32Array(cap);
     for (let s = cap - 1; s >= 0; s--) this.freeSlots[this.freeCount++] = s;
@@ -148,7 +155,7 @@ export class FlowMap {
     const flags = proto === IPPROTO_TCP ? b.tcpFlags[i] : 0;
     const sport = b.portSrc[i];
     const dport = b.portDst[i];
-    const vlan = b.vlan[i];
+    const vlan = this.config.vlanInKey ? b.vlan[i] : 0;
     const tunType = b.tunnelType[i];
     const tunId = b.tunnelId[i];
     const src = b.ipSrc32;
@@ -261,6 +268,7 @@ export class FlowMap {
     } else if (syn && ack) {
       u[ub + S.U_SYNACK]++;
       u[ub + S.U_SYNACK_TOTAL]++;
+      if (u[ub + S.U_SYNACK_TOTAL] === 1) this.services.markServer(b.ipSrc32, i * 4, b.portSrc[i], IPPROTO_TCP, SERVER_SYNACK);
       if (u[ub + S.U_SYNACK_TOTAL] > 1) {
         u[ub + S.U_RETRANS_SYNACK]++;
         if (state === STATE_ESTABLISHED && (marks & MARK_SYN_SEEN)) marks |= MARK_QUEUE_LACK;
@@ -278,7 +286,18 @@ export class FlowMap {
       if (synAck > 0) {
         f64[fb + S.F_RTT_CLIENT] = ts - synAck;
         u[ub + S.U_RTT_CLIENT_N] = 1;
-        if (f64[fb + S.F_SYN_US] > 0) f64[fb + S.F_RTT] = ts - f64[fb + S.F_SYN_US];
+      }
+    }
+    // Handshake rtt as tshark's initial_rtt: from the latest SYN to the first later segment that
+    // carries an ACK without SYN, whichever side sent it: the handshake's last ACK, the server's
+    // RST-ACK of a refused connection, or the client's ACK when the SYN-ACK was not captured.
+    // A zero delta (timestamps too coarse) is kept as "not measurable" (tshark waits for the next ACK).
+    if (ack && !syn && (marks & (MARK_SYN_SEEN | MARK_RTT_DONE)) === MARK_SYN_SEEN) {
+      marks |= MARK_RTT_DONE;
+      const rtt = ts - f64[fb + S.F_SYN_US];
+      if (rtt > 0) {
+        f64[fb + S.F_RTT] = rtt;
+        u[ub + S.U_IRTT] = Math.min(rtt, 0xffffffff);
       }
     }
     if (state === STATE_NONE) state = STATE_ESTABLISHED; // start not captured: mid-stream
@@ -291,32 +310,79 @@ export class FlowMap {
     }
     if ((flags & TCP_RST) && state !== STATE_RESET) {
       u[ub + S.U_RST_CLOSE] = closeTypeOfRst(state, fromClient);
+      if (state === STATE_SYN_SENT || state === STATE_SYN_RECEIVED) marks |= MARK_RST_OPENING;
       state = STATE_RESET;
     }
 
-    // Sequence analysis: a segment that does not advance past the highest sequence seen in its
-    // direction is a retransmission (keep-alives excepted); one that starts past it leaves a gap.
+    // Sequence analysis. A segment that starts below the highest sequence seen in its direction
+    // is a (fast) retransmission when it starts where the peer's 2+ duplicate ACKs point; else
+    // it is out of order when it came within one handshake rtt (3 ms when unknown) of the segment
+    // that last advanced that sequence and is not a copy of it (reordering on the way, not a
+    // resend); otherwise it is a retransmission. Keep-alives (one byte below the next sequence)
+    // are neither. Same reading as tshark's tcp.analysis flags.
     const l4 = b.l4PayloadLen[i];
     const fin = (flags & TCP_FIN) !== 0;
-    if (b.tcpWindow[i] === 0 && !(flags & (TCP_SYN | TCP_FIN | TCP_RST))) u[ub + (fromClient ? S.U_ZWIN_TX : S.U_ZWIN_RX)]++;
+    const ownZwin = fromClient ? MARK_ZWIN_CLIENT : MARK_ZWIN_SERVER;
+    const peerZwin = fromClient ? MARK_ZWIN_SERVER : MARK_ZWIN_CLIENT;
+    if (!(flags & (TCP_SYN | TCP_FIN | TCP_RST))) {
+      if (b.tcpWindow[i] === 0) { u[ub + (fromClient ? S.U_ZWIN_TX : S.U_ZWIN_RX)]++; marks |= ownZwin; } else marks &= ~ownZwin;
+    }
     const segLen = l4 + (syn ? 1 : 0) + (fin ? 1 : 0);
-    if (segLen > 0) {
+    // A zero-window probe (one byte at the next sequence while the peer's window is 0) is not
+    // accepted by the peer: it does not move the sequence, so the data resent after it is no
+    // retransmission (as tshark).
+    const probe = l4 === 1 && !syn && !fin && (marks & peerZwin) !== 0
+      && (marks & (fromClient ? MARK_SEQ_CLIENT : MARK_SEQ_SERVER)) !== 0
+      && seq === u[ub + (fromClient ? S.U_NEXT_SEQ_TX : S.U_NEXT_SEQ_RX)];
+    // Duplicate ACKs (a pure ACK repeating the sender's previous acknowledgement), for fast retransmissions.
+    const peerDupShift = fromClient ? DUPACK_SHIFT_SERVER : DUPACK_SHIFT_CLIENT;
+    if (ack) {
+      const ownShift = fromClient ? DUPACK_SHIFT_CLIENT : DUPACK_SHIFT_SERVER;
+      const lastAckIdx = ub + (fromClient ? S.U_LAST_ACK_TX : S.U_LAST_ACK_RX);
+      const ackNo = b.tcpAck[i];
+      if (ackNo === u[lastAckIdx] && segLen === 0 && !(flags & TCP_RST)) {
+        const dups = (marks >>> ownShift) & 3;
+        if (dups < 3) marks = (marks & ~(3 << ownShift)) | ((dups + 1) << ownShift);
+      } else if (ackNo !== u[lastAckIdx]) {
+        u[lastAckIdx] = ackNo;
+        marks &= ~(3 << ownShift);
+      }
+    }
+    if (segLen > 0 && !probe) {
       const seqMark = fromClient ? MARK_SEQ_CLIENT : MARK_SEQ_SERVER;
       const nextIdx = ub + (fromClient ? S.U_NEXT_SEQ_TX : S.U_NEXT_SEQ_RX);
+      const timeIdx = fb + (fromClient ? S.F_NEXT_SEQ_TIME_TX : S.F_NEXT_SEQ_TIME_RX);
       const end = (seq + segLen) >>> 0;
       if (!(marks & seqMark)) {
         marks |= seqMark;
         u[nextIdx] = end;
+        f64[timeIdx] = ts;
       } else {
         const next = u[nextIdx];
-        const gap = (seq - next) | 0;
-        if (gap < 0) {
+        if (((seq - next) | 0) < 0) {
           const keepAlive = l4 <= 1 && !syn && !fin && ((seq + 1) >>> 0) === next;
-          if (!keepAlive) u[ub + (fromClient ? S.U_RETRANS_TX : S.U_RETRANS_RX)]++;
-        } else if (gap > 0) {
-          u[ub + (fromClient ? S.U_OOO_TX : S.U_OOO_RX)]++;
+          const oooWindow = u[ub + S.U_IRTT] > 0 ? u[ub + S.U_IRTT] : OOO_DEFAULT_WINDOW_US;
+          const fastRetrans = ((marks >>> peerDupShift) & 3) >= 2
+            && seq === u[ub + (fromClient ? S.U_LAST_ACK_RX : S.U_LAST_ACK_TX)];
+          if (keepAlive) {
+            // neither
+          } else if (fastRetrans) {
+            u[ub + (fromClient ? S.U_RETRANS_TX : S.U_RETRANS_RX)]++;
+          } else if (ts - f64[timeIdx] < oooWindow && end !== next) {
+            u[ub + (fromClient ? S.U_OOO_TX : S.U_OOO_RX)]++;
+          } else {
+            u[ub + (fromClient ? S.U_RETRANS_TX : S.U_RETRANS_RX)]++;
+          }
         }
-        if (((end - next) | 0) > 0) u[nextIdx] = end;
+        if (((end - next) | 0) > 0) { u[nextIdx] = end; f64[timeIdx] = ts; }
+      }
+    } else if (!(flags & TCP_RST) && (marks & (fromClient ? MARK_SEQ_CLIENT : MARK_SEQ_SERVER))) {
+      // An empty segment ahead of the highest sequence: the segment before it was not captured.
+      // Its data is in flight, so the highest sequence moves up (as tshark's nextseq does).
+      const nextIdx = ub + (fromClient ? S.U_NEXT_SEQ_TX : S.U_NEXT_SEQ_RX);
+      if (((seq - u[nextIdx]) | 0) > 0) {
+        u[nextIdx] = seq;
+        f64[fb + (fromClient ? S.F_NEXT_SEQ_TIME_TX : S.F_NEXT_SEQ_TIME_RX)] = ts;
       }
     }
     // SRT: from the client's data to the server's first packet acknowledging all of it.
@@ -373,7 +439,10 @@ export class FlowMap {
     if (wantInfer && this.infer) {
       u[ub + S.U_INFER_TRIES]++;
       const name = this.infer(flowId, data, fromClient, u[ub + S.U_PROTO], u[ub + S.U_PORT1]);
-      if (name) this.slots.l7[slot] = name;
+      if (name) {
+        this.slots.l7[slot] = name;
+        if (this.config.lastPayloadKind) fromClient = this.l7Direction(slot, fromClient, this.config.lastPayloadKind());
+      }
     }
     if (!wantPayload || !this.outputs.onAppPayload) return;
     this.totals.payloads++;
@@ -397,6 +466,66 @@ export class FlowMap {
     });
   }
 
+  /**
+   * An L7 parser recognised a payload as a request (kind 1) or a response (2): its receiver, or its
+   * sender, is the server. For a flow whose handshake was not seen, this is evidence for the
+   * service table and, while the flow has not been reported yet, turns the flow round when the
+   * guess was wrong. Returns whether the packet now comes from the client.
+   */
+  private l7Direction(slot: number, fromClient: boolean, kind: number): boolean {
+    if (kind !== 1 && kind !== 2) return fromClient;
+    const u = this.slots.u32;
+    const ub = slot * S.U32_STRIDE;
+    if ((u[ub + S.U_MARKS] & MARK_SYN_SEEN) || u[ub + S.U_SYNACK_TOTAL] > 0) return fromClient;
+    // A configured server port outranks a parser's reading.
+    if (this.config.serverPorts.has(u[ub + S.U_PORT0]) || this.config.serverPorts.has(u[ub + S.U_PORT1])) return fromClient;
+    const senderIsClient = kind === 1;
+    let serverSide = 1;
+    if (senderIsClient !== fromClient) {
+      if (u[ub + S.U_MARKS] & MARK_NEW_REPORTED) serverSide = 0; // already reported: only learn
+      else { this.swapDirection(slot); fromClient = !fromClient; this.totals.directionsCorrected++; }
+    }
+    this.services.markServer(this.slots.ip, slot * S.IP_STRIDE + serverSide * 4, u[ub + S.U_PORT0 + serverSide], u[ub + S.U_PROTO], SERVER_L7);
+    return fromClient;
+  }
+
+  /** Exchanges client and server of a flow not yet reported (its key hash is symmetric, so it stays in its bucket). */
+  private swapDirection(slot: number): void {
+    const f = this.slots.f64;
+    const u = this.slots.u32;
+    const ip = this.slots.ip;
+    const fb = slot * S.F64_STRIDE;
+    const ub = slot * S.U32_STRIDE;
+    const ib = slot * S.IP_STRIDE;
+    const swapF = (a: number, b: number) => { const t = f[fb + a]; f[fb + a] = f[fb + b]; f[fb + b] = t; };
+    const swapU = (a: number, b: number) => { const t = u[ub + a]; u[ub + a] = u[ub + b]; u[ub + b] = t; };
+    for (let k = 0; k < 4; k++) { const t = ip[ib + k]; ip[ib + k] = ip[ib + 4 + k]; ip[ib + 4 + k] = t; }
+    swapU(S.U_PORT0, S.U_PORT1);
+    swapF(S.F_PKT_TX, S.F_PKT_RX); swapF(S.F_BYTE_TX, S.F_BYTE_RX); swapF(S.F_L3_TX, S.F_L3_RX); swapF(S.F_L4_TX, S.F_L4_RX);
+    swapF(S.F_LAST_TX_PAYLOAD_US, S.F_LAST_RX_PAYLOAD_US); swapF(S.F_NEXT_SEQ_TIME_TX, S.F_NEXT_SEQ_TIME_RX);
+    swapU(S.U_FLAGS_TX, S.U_FLAGS_RX); swapU(S.U_NEXT_SEQ_TX, S.U_NEXT_SEQ_RX); swapU(S.U_RETRANS_TX, S.U_RETRANS_RX);
+    swapU(S.U_ZWIN_TX, S.U_ZWIN_RX); swapU(S.U_OOO_TX, S.U_OOO_RX); swapU(S.U_LAST_ACK_TX, S.U_LAST_ACK_RX);
+    // Response times measured with the roles the wrong way round mean nothing: drop them.
+    for (const k of [S.F_SRT_SUM, S.F_SRT_MAX, S.F_ART_SUM, S.F_ART_MAX, S.F_CIT_SUM, S.F_CIT_MAX]) f[fb + k] = 0;
+    u[ub + S.U_SRT_N] = 0; u[ub + S.U_ART_N] = 0; u[ub + S.U_CIT_N] = 0;
+    let m = u[ub + S.U_MARKS];
+    const swapBits = (x: number, y: number) => {
+      const hx = (m & x) !== 0, hy = (m & y) !== 0;
+      m &= ~(x | y);
+      if (hx) m |= y;
+      if (hy) m |= x;
+    };
+    swapBits(MARK_FIN_CLIENT, MARK_FIN_SERVER);
+    swapBits(MARK_SEQ_CLIENT, MARK_SEQ_SERVER);
+    swapBits(MARK_ZWIN_CLIENT, MARK_ZWIN_SERVER);
+    const dupC = (m >>> DUPACK_SHIFT_CLIENT) & 3, dupS = (m >>> DUPACK_SHIFT_SERVER) & 3;
+    m = (m & ~((3 << DUPACK_SHIFT_CLIENT) | (3 << DUPACK_SHIFT_SERVER))) | (dupS << DUPACK_SHIFT_CLIENT) | (dupC << DUPACK_SHIFT_SERVER);
+    m ^= MARK_LAST_PAYLOAD_SERVER;
+    m &= ~MARK_SRT_PENDING;
+    u[ub + S.U_MARKS] = m;
+    if (u[ub + S.U_RST_CLOSE] !== 0) u[ub + S.U_RST_CLOSE] = oppositeRstClose(u[ub + S.U_RST_CLOSE]);
+  }
+
   private timeoutOf(slot: number): number {
     const t: FlowTimeouts = this.config.timeouts;
     const ub = slot * S.U32_STRIDE;
@@ -407,9 +536,9 @@ export class FlowMap {
       case STATE_SYN_SENT:
       case STATE_SYN_RECEIVED: return t.openingUs;
       case STATE_ESTABLISHED: return t.establishedUs;
-      case STATE_CLOSING: return t.halfClosedUs;
-      case STATE_CLOSED: return t.closingUs;
-      case STATE_RESET: return t.rstUs;
+      case STATE_CLOSING: return t.closingUs;
+      case STATE_CLOSED: return t.finUs;
+      case STATE_RESET: return this.slots.u32[ub + S.U_MARKS] & MARK_RST_OPENING ? t.openingRstUs : t.rstUs;
       default: return t.otherUs;
     }
   }
@@ -424,7 +553,12 @@ export class FlowMap {
     sl.clear(slot);
     const sport = b.portSrc[i];
     const dport = b.portDst[i];
-    const srcIsClient = this.sourceIsClient(b.protocol[i], flags, sport, dport);
+    const srcIsClient = this.sourceIsClient(b, i, flags);
+    const proto = b.protocol[i];
+    if (proto === IPPROTO_TCP || proto === IPPROTO_UDP) {
+      this.services.countFlow(b.ipSrc32, i * 4, sport, proto);
+      this.services.countFlow(b.ipDst32, i * 4, dport, proto);
+    }
     this.createdFromClient = srcIsClient;
     const ub = slot * S.U32_STRIDE;
     const ib = slot * S.IP_STRIDE;
@@ -438,7 +572,7 @@ export class FlowMap {
     u[ub + S.U_PORT1] = srcIsClient ? dport : sport;
     u[ub + S.U_PROTO] = b.protocol[i];
     u[ub + S.U_IPVER] = b.ipVersion[i];
-    u[ub + S.U_VLAN] = b.vlan[i];
+    u[ub + S.U_VLAN] = this.config.vlanInKey ? b.vlan[i] : 0;
     u[ub + S.U_TUN_TYPE] = b.tunnelType[i];
     u[ub + S.U_TUN_ID] = b.tunnelId[i];
     u[ub + S.U_STATE] = STATE_NONE;
@@ -454,17 +588,29 @@ export class FlowMap {
 
   /**
    * Who is the client when a flow starts with this packet: the SYN's sender, the SYN-ACK's
-   * receiver; without either, the side not on a server port (configured ports first, then the
-   * lower port when it is below 1024); else the first packet's sender.
+   * receiver. Without either: a configured server port; else the endpoint with the clearly
+   * higher server score in the service table (SYN-ACKs, L7, flow count); else the port seen in
+   * clearly more flows (any address); else the port rule
+   * (below 32768, then below 1024, then the lower); else the first packet's sender.
    */
-  private sourceIsClient(proto: number, flags: number, sport: number, dport: number): boolean {
+  private sourceIsClient(b: PacketBatch, i: number, flags: number): boolean {
+    const proto = b.protocol[i];
     if (proto === IPPROTO_TCP && (flags & TCP_SYN)) return (flags & TCP_ACK) === 0;
+    const sport = b.portSrc[i], dport = b.portDst[i];
     const ports = this.config.serverPorts;
     const srcServer = ports.has(sport);
     const dstServer = ports.has(dport);
     if (srcServer !== dstServer) return dstServer;
-    if (sport !== dport && Math.min(sport, dport) < 1024 && Math.min(sport, dport) > 0) return dport < sport;
-    return true;
+    if (proto === IPPROTO_TCP || proto === IPPROTO_UDP) {
+      const sScore = this.services.score(b.ipSrc32, i * 4, sport, proto);
+      const dScore = this.services.score(b.ipDst32, i * 4, dport, proto);
+      if (!scoresClose(sScore, dScore)) return dScore > sScore;
+      const sPort = this.services.portFlows(sport, proto);
+      const dPort = this.services.portFlows(dport, proto);
+      if (!scoresClose(sPort, dPort)) return dPort > sPort;
+    }
+    const byPort = serverByPort(sport, dport);
+    return byPort === 0 ? true : byPort < 0;
   }
 
   private growSlots(): boolean {

@@ -26,7 +26,9 @@ export const F_SYN_US = 20;        // first SYN
 export const F_SYNACK_US = 21;     // first SYN-ACK
 export const F_LAST_TX_PAYLOAD_US = 22;
 export const F_LAST_RX_PAYLOAD_US = 23;
-export const F64_STRIDE = 24;
+export const F_NEXT_SEQ_TIME_TX = 24; // when the highest sequence last advanced, client direction
+export const F_NEXT_SEQ_TIME_RX = 25;
+export const F64_STRIDE = 26;
 export const F_DELTA_FIRST = F_PKT_TX;
 export const F_DELTA_LAST = F_CIT_MAX;
 
@@ -68,7 +70,10 @@ export const U_OOO_TX = 33;
 export const U_OOO_RX = 34;
 export const U_RETRANS_SYN = 35;
 export const U_RETRANS_SYNACK = 36; // ... to here
-export const U32_STRIDE = 37;
+export const U_IRTT = 37;          // handshake rtt in µs, kept for the out-of-order threshold
+export const U_LAST_ACK_TX = 38;   // the client's latest acknowledgement number (for duplicate ACKs)
+export const U_LAST_ACK_RX = 39;
+export const U32_STRIDE = 40;
 export const U_DELTA_FIRST = U_FLAGS_TX;
 export const U_DELTA_LAST = U_RETRANS_SYNACK;
 

@@ -27,11 +27,15 @@ void runService({
       {
         maxFlows: cfg.max_flows,
         serverPorts: new Set(cfg.server_ports),
+        vlanInKey: cfg.vlan_in_key,
+        lastPayloadKind: () => inference.lastCheck,
         timeouts: {
           establishedUs: cfg.timeouts.established * SECOND_US,
           openingUs: cfg.timeouts.opening * SECOND_US,
           closingUs: cfg.timeouts.closing * SECOND_US,
+          finUs: cfg.timeouts.fin * SECOND_US,
           rstUs: cfg.timeouts.rst * SECOND_US,
+          openingRstUs: cfg.timeouts.opening_rst * SECOND_US,
           udpUs: cfg.timeouts.udp * SECOND_US,
           otherUs: cfg.timeouts.others * SECOND_US,
         },

@@ -103,13 +103,16 @@ const rstCases: Array<[string, (k: ReturnType<typeof conn>) => PacketSpec[]]> = 
   ['tcp_server_rst', (k) => [k.c(T, ACK, { seq: 2, ack: 10, len: 5 }), k.s(T + 0.03, RST, { seq: 10 })]],
   ['tcp_fin_client_rst', (k) => [k.c(T, ACK, { seq: 2, ack: 10 }), k.c(T + 0.01, FIN, { seq: 2, ack: 10 }), k.c(T + 0.03, RST, { seq: 3 })]],
 ];
+// A RST during the handshake lingers 1 s (opening_rst), one after it 35 s (rst).
+const openingRsts = new Set(['server_reset', 'client_establish_reset', 'server_establish_reset']);
 for (const [name, packets] of rstCases) {
-  test(`RST close type ${name}, reported after the 35 s RST linger`, (t) => {
+  const linger = openingRsts.has(name) ? 1 : 35;
+  test(`RST close type ${name}, reported after the ${linger} s RST linger`, (t) => {
     const h = harness();
     h.feed(packets(conn('10.1.0.1', 40000, '10.1.0.2', 80)));
-    h.map.advance((T + 34) * US);
+    h.map.advance((T + linger - 0.5) * US);
     t.is(h.closed().length, 0);
-    h.map.advance((T + 36) * US);
+    h.map.advance((T + linger + 0.1) * US);
     t.deepEqual(h.closed().map((f) => f.close_type), [name]);
   });
 }
@@ -149,7 +152,7 @@ test('server_queue_lack: SYN-ACK repeated after the client ACK, then idle past 3
 });
 
 test('half close: one FIN then idle gives client_half_close / server_half_close (timeout configurable)', (t) => {
-  const h = harness({ timeouts: { halfClosedUs: 5e6 } });
+  const h = harness({ timeouts: { closingUs: 5e6 } });
   const a = conn('10.4.0.1', 40000, '10.4.0.2', 80);
   const b = conn('10.4.0.1', 40001, '10.4.0.2', 80);
   h.feed([a.c(T, ACK, { seq: 5, len: 10 }), a.c(T + 0.1, FIN, { seq: 15 }), b.c(T, ACK, { seq: 5, len: 10 }), b.s(T + 0.1, FIN, { seq: 99 })]);
@@ -238,7 +241,7 @@ test('infer is called on payloads until it names the protocol; payloads carry fl
   t.true(h.flows.every((f) => f.l7_protocol === 'HTTP'));
 });
 
-test('sequence analysis: retransmission, keep-alive, gap, zero window, srt', (t) => {
+test('sequence analysis: retransmission, keep-alive, out of order, zero window, srt', (t) => {
   const h = harness();
   const k = conn('10.8.0.1', 40000, '10.8.0.2', 80);
   h.feed([
@@ -247,14 +250,15 @@ test('sequence analysis: retransmission, keep-alive, gap, zero window, srt', (t)
     k.s(T + 0.02, ACK, { seq: 1, ack: 1100 }),      // acks all client data: srt 10 ms from the latest
     k.c(T + 0.03, ACK, { seq: 1099, len: 1 }),     // keep-alive: not a retransmission
     k.c(T + 0.04, ACK, { seq: 1300, len: 50 }),    // gap (1100..1300 not seen)
-    k.c(T + 0.05, ACK, { seq: 1100, len: 200 }),   // fills the gap: behind the highest seq seen
+    k.c(T + 0.041, ACK, { seq: 1100, len: 200 }),  // fills the gap 1 ms later (< 3 ms): out of order
+    k.c(T + 0.05, ACK, { seq: 1100, len: 100 }),   // 9 ms after the highest seq advanced: retransmission
     k.s(T + 0.06, ACK, { seq: 1, ack: 1350, win: 0 }),
     k.s(T + 0.07, RST, { seq: 1, win: 0 }),        // a RST with zero window is not a zero-window
   ]);
   h.map.flush();
   t.is(sum(h.flows, 'retrans_tx'), 2);
   t.is(sum(h.flows, 'retrans_rx'), 0);
-  t.is(sum(h.flows, 'ooo_tx'), 1);
+  t.is(sum(h.flows, 'ooo_tx'), 1, 'the gap itself is not counted; the late segment filling it is');
   t.is(sum(h.flows, 'zero_win_rx'), 1);
   t.is(sum(h.flows, 'srt_count'), 2);
   t.is(h.flows[0].srt_max, 10_000);
@@ -301,11 +305,16 @@ test('flush closes each flow with the close type its timeout would give', (t) =>
   t.true(h.closed().every((f) => f.report_time === (T + 1) * US), 'closed in the last second seen');
 });
 
-test('a half-closed flow stays one flow while the other side keeps sending (default 300 s)', (t) => {
-  const h = harness();
+test('a half-closed flow stays one flow while the other side keeps sending (closing: 300 s by default)', (t) => {
+  const packets = (k: ReturnType<typeof conn>) => [k.c(T, SYN, { seq: 1 }), k.s(T + 0.01, SYNACK, { seq: 9, ack: 2 }), k.c(T + 0.02, ACK, { seq: 2 }),
+    k.c(T + 0.03, FIN, { seq: 2 }), k.s(T + 10, ACK, { seq: 10, len: 500 }), k.s(T + 20, FIN, { seq: 510 }), k.c(T + 20.1, ACK, { seq: 3 })];
+  const d = harness({ timeouts: { closingUs: 5e6 } }); // the answer 10 s after the FIN comes too late
+  d.feed(packets(conn('10.11.0.1', 40000, '10.11.0.2', 9090)));
+  d.map.advance((T + 25.2) * US);
+  t.is(d.closed()[0].close_type, 'client_half_close');
+  const h = harness(); // default 300 s
   const k = conn('10.11.0.1', 40000, '10.11.0.2', 9090);
-  h.feed([k.c(T, SYN, { seq: 1 }), k.s(T + 0.01, SYNACK, { seq: 9, ack: 2 }), k.c(T + 0.02, ACK, { seq: 2 }),
-    k.c(T + 0.03, FIN, { seq: 2 }), k.s(T + 10, ACK, { seq: 10, len: 500 }), k.s(T + 20, FIN, { seq: 510 }), k.c(T + 20.1, ACK, { seq: 3 })]);
+  h.feed(packets(k));
   h.map.advance((T + 25.2) * US);
   t.deepEqual(h.closed().map((f) => f.close_type), ['finish']);
   t.is(new Set(h.flows.map((f) => f.flow_id)).size, 1);
