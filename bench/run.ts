@@ -1,5 +1,7 @@
-// `npm run bench [name]`: the benchmarks, each printing its figures. They go into
-// docs/benchmarks.md by hand, with the date and the machine, so a regression shows in review.
+// `npm run bench [name ...]`: the benchmarks, each in a process of its own so one does not warm
+// up or litter the heap of the next. Figures go into docs/benchmarks.md by hand, with the date
+// and the machine's load, so that a regression shows in review.
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -7,6 +9,7 @@ import { replay } from '../bin/replay';
 import { writeSyntheticCapture } from './gen-capture';
 import { measureTransport } from './transport';
 
+const DIST = path.resolve(__dirname, '..');
 const REPLAY_PACKETS = 1_000_000;
 
 async function benchTransport(): Promise<void> {
@@ -37,12 +40,51 @@ async function benchReplay(): Promise<void> {
   }
 }
 
-const BENCHES: Record<string, () => Promise<void>> = { transport: benchTransport, replay: benchReplay };
+/** Runs a compiled script of the project in a fresh node and prints what it prints. */
+function script(rel: string, args: string[] = [], nodeArgs: string[] = []): () => Promise<void> {
+  return async () => {
+    const res = spawnSync(process.execPath, [...nodeArgs, path.join(DIST, rel), ...args], { stdio: 'inherit' });
+    if (res.status !== 0) throw new Error(`${rel} exited with ${res.status ?? res.signal}`);
+  };
+}
+
+async function benchSinks(): Promise<void> {
+  const { measureSinks } = await import('./sink-rates');
+  console.log('sinks', JSON.stringify(await measureSinks({ rows: 200_000 })));
+}
+
+async function benchQuadruple(): Promise<void> {
+  const { measureQuadruple } = await import('./quadruple-bench');
+  console.log('quadruple', JSON.stringify(measureQuadruple()));
+}
+
+async function benchEbpf(): Promise<void> {
+  const { measureEbpfOverhead } = await import('./ebpf-overhead');
+  console.log('ebpf overhead', JSON.stringify(await measureEbpfOverhead()));
+}
+
+const BENCHES: Record<string, () => Promise<void>> = {
+  transport: benchTransport,
+  capture: script('bench/capture-decode.js', ['2']),
+  flow: script('bench/flow-bench.js', ['1000000'], ['--expose-gc']),
+  quadruple: benchQuadruple,
+  l7: script('test/l7/bench.js', ['300000']),
+  sinks: benchSinks,
+  replay: benchReplay,
+  live: script('test/native/capture-bench.js'),
+  ebpf: benchEbpf,
+};
 
 async function main(): Promise<void> {
-  const only = process.argv[2];
-  if (only && !BENCHES[only]) throw new Error(`no benchmark "${only}"; there are: ${Object.keys(BENCHES).join(', ')}`);
-  for (const [name, run] of Object.entries(BENCHES)) if (!only || only === name) await run();
+  const wanted = process.argv.slice(2);
+  for (const name of wanted) {
+    if (!BENCHES[name]) throw new Error(`no benchmark "${name}"; there are: ${Object.keys(BENCHES).join(', ')}`);
+  }
+  for (const [name, run] of Object.entries(BENCHES)) {
+    if (wanted.length > 0 && !wanted.includes(name)) continue;
+    console.log(`== ${name}`);
+    await run();
+  }
 }
 
 main().catch((err) => {

@@ -185,6 +185,16 @@ export class LiveCapture {
     }
   }
 
+  /**
+   * Stops capturing without losing the tail: the kernel hands a partly filled ring block over
+   * only when its timeout expires, so wait that long, let the pump finish, then close.
+   */
+  async drainAndClose(): Promise<void> {
+    await new Promise((resolve) => setTimeout(resolve, this.cfg.ring_block_timeout_ms + 50));
+    while (this.pumping || this.queue.length > 0) await new Promise((resolve) => setTimeout(resolve, 10));
+    this.closeAll();
+  }
+
   closeAll(): void {
     for (const [name, socket] of this.sockets) this.close(name, socket);
   }

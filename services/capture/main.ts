@@ -151,7 +151,7 @@ void runService({
           await reading;
           return;
         }
-        live?.closeAll();
+        await live?.drainAndClose();
         ebpf?.drain();
         ebpf?.close();
         decoder.flush();
