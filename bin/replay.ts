@@ -95,6 +95,8 @@ export async function replay(opts: ReplayOptions): Promise<ReplaySummary> {
     FLOWTAP_METRICS_EPHEMERAL: '1',
   };
   if (opts.configFile) env.FLOWTAP_CONFIG = path.resolve(opts.configFile);
+  // A replay writes the JSON lines of the output contract; other sinks when a config asks.
+  else env.FLOWTAP_SINKS = 'jsonl';
   if (opts.logLevel) env.FLOWTAP_LOG_LEVEL = opts.logLevel;
 
   const killAll = () => {

@@ -355,6 +355,7 @@ export function loadConfig(file = process.env.FLOWTAP_CONFIG): Config {
     cfg.capture.file = env.FLOWTAP_INPUT_FILE;
   }
   if (env.FLOWTAP_OUTPUT_DIR) cfg.sender.output_dir = env.FLOWTAP_OUTPUT_DIR;
+  if (env.FLOWTAP_SINKS) cfg.sender.sinks = env.FLOWTAP_SINKS.split(',') as Config['sender']['sinks'];
   const level = env.FLOWTAP_LOG_LEVEL;
   if (level === 'debug' || level === 'info' || level === 'warn' || level === 'error') cfg.log_level = level;
   if (env.FLOWTAP_METRICS_EPHEMERAL === '1') {

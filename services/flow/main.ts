@@ -19,7 +19,11 @@ void runService({
     const payloads = new BatchOut<flowtap.IAppPayload>(ctx, 'l7', Kind.APP_PAYLOAD_BATCH, (items) => flowtap.AppPayloadBatch.encode({ items }).finish());
     const onFlow = (f: flowtap.IFlow) => {
       flows.push(f);
-      if (f.is_closed) inference.forget(Number(f.flow_id));
+      if (f.is_closed) {
+        inference.forget(Number(f.flow_id));
+        // Behind the flow's last payloads: l7 can end its sessions instead of waiting them out.
+        payloads.push({ flow_id: f.flow_id, timestamp_us: f.end_time, flow_closed: true });
+      }
     };
     const map: FlowMap = new FlowMap(
       { onFlow, onAppPayload: payloads.push },

@@ -61,7 +61,10 @@ void runService({
         if (kind !== Kind.APP_PAYLOAD_BATCH) throw new Error(`l7 does not take ${kindName(kind)}`);
         const { items } = flowtap.AppPayloadBatch.decode(body);
         ctx.metrics.recordsIn.inc({ kind: kindName(kind) }, items.length);
-        stage.pushBatch(items);
+        for (const item of items) {
+          if (item.flow_closed) stage.closeFlow(Number(item.flow_id));
+          else stage.push(item);
+        }
         await logs.flush();
         await meters.flush();
       },
