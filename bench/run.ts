@@ -1,4 +1,4 @@
-// `npm run bench [name ...]`: the benchmarks, each in a process of its own so one does not warm
+// `npm run bench [-- name ...]`: the benchmarks, each in a process of its own so one does not warm
 // up or litter the heap of the next. Figures go into docs/benchmarks.md by hand, with the date
 // and the machine's load, so that a regression shows in review.
 import { spawnSync } from 'node:child_process';
@@ -71,7 +71,8 @@ const BENCHES: Record<string, () => Promise<void>> = {
   l7: script('test/l7/bench.js', ['300000']),
   sinks: benchSinks,
   replay: benchReplay,
-  live: script('test/native/capture-bench.js'),
+  addon: script('test/native/capture-bench.js'),
+  live: script('bench/live.js'),
   ebpf: benchEbpf,
 };
 
