@@ -161,8 +161,10 @@ export async function runService(def: ServiceDefinition): Promise<void> {
     if (ctx.draining) return;
     ctx.draining = true;
     log.info('stopping: draining the stream', { signal });
+    const source = stage !== undefined && 'stop' in stage;
     setTimeout(() => {
-      log.warn('no end of stream from upstream in time; exiting with data still held', { timeout_ms: DRAIN_TIMEOUT_MS });
+      log.warn(source ? 'could not send everything held before the drain timeout; exiting'
+        : 'no end of stream from upstream in time; exiting with data still held', { timeout_ms: DRAIN_TIMEOUT_MS });
       exit();
     }, DRAIN_TIMEOUT_MS).unref();
     if (stage && 'stop' in stage) {
