@@ -5,6 +5,8 @@ import { BatchOut, kindName, runService } from '../../lib/service';
 import { LeakyBucketThrottle } from '../../lib/throttle';
 import { Kind } from '../../lib/transport';
 import { SocketDataBatch } from '../capture/ebpf-socket-batch';
+import { http2Parser } from './parsers/http2';
+import { tlsParser } from './parsers/tls';
 import { DEFAULT_PARSERS } from './registry';
 import { SocketDataL7 } from './socket-data';
 import { L7Stage } from './stage';
@@ -39,6 +41,9 @@ void runService({
     let malformedSocketBatches = 0;
     ctx.metrics.trackDrops('l7_ebpf_', () => ({ ...socketL7.stage.drops, malformed_socket_batch: malformedSocketBatches }));
     ctx.metrics.trackSize('l7_ebpf_sockets', () => socketL7.socketCount);
+    // Parsers that keep their own drop counters (header blocks that cannot be decoded, bad records).
+    ctx.metrics.trackDrops('l7_http2_', () => http2Parser.drops);
+    ctx.metrics.trackDrops('l7_tls_', () => tlsParser.drops);
     ctx.metrics.trackSize('l7_flows', () => stage.flowCount);
     ctx.metrics.trackSize('l7_sessions', () => stage.sessionCount);
     ctx.metrics.trackSize('l7_buffered_bytes', () => stage.bufferedBytes);
