@@ -9,7 +9,7 @@ import client from 'prom-client';
 import { openCaptureFile } from './capture-file';
 import { FrameDecoder } from './decode';
 import type { EbpfCollector } from './ebpf-collector';
-import { startEbpf } from './ebpf-wiring';
+import { startEbpf, stopProfiles } from './ebpf-wiring';
 import { LiveCapture } from './live-capture';
 
 const PROGRESS_INTERVAL_MS = 200;
@@ -120,7 +120,13 @@ void runService({
     const { capture, transport } = ctx.config;
     const batch = new PacketBatch(transport.batch_size, capture.payload_cut);
     const decoder = new FrameDecoder();
-    ctx.metrics.trackDrops('decode_', () => decoder.drops);
+    // A held fragment is not lost: it is counted as a drop only if its datagram is given up.
+    ctx.metrics.trackDrops('decode_', () => {
+      const { fragment_held: _held, ...drops } = decoder.drops;
+      return drops;
+    });
+    ctx.metrics.trackSize('ip_datagrams_reassembling', () => decoder.reassembler.datagramsHeld);
+    ctx.metrics.trackSize('ip_fragment_bytes_held', () => decoder.reassembler.bytesHeldNow);
     let reading: Promise<void> | undefined;
     let live: LiveCapture | undefined;
     let ebpf: EbpfCollector | undefined;
@@ -154,6 +160,7 @@ void runService({
         await live?.drainAndClose();
         ebpf?.drain();
         ebpf?.close();
+        await stopProfiles();
         decoder.flush();
         await sendBatch(ctx, batch);
         await ctx.broadcastControl(flowtap.Control.Kind.END_OF_STREAM, Date.now() * 1000);
