@@ -41,6 +41,8 @@ void runService({
     let malformedSocketBatches = 0;
     ctx.metrics.trackDrops('l7_ebpf_', () => ({ ...socketL7.stage.drops, malformed_socket_batch: malformedSocketBatches }));
     ctx.metrics.trackSize('l7_ebpf_sockets', () => socketL7.socketCount);
+    // Encrypted bytes of sockets whose plaintext comes from the TLS probes: skipped, not lost.
+    ctx.metrics.trackSize('l7_ebpf_tls_ciphertext_rows_skipped', () => socketL7.counters.tls_ciphertext);
     // Parsers that keep their own drop counters (header blocks that cannot be decoded, bad records).
     ctx.metrics.trackDrops('l7_http2_', () => http2Parser.drops);
     ctx.metrics.trackDrops('l7_tls_', () => tlsParser.drops);

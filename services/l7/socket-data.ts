@@ -24,7 +24,11 @@ interface SocketInfo {
 export class SocketDataL7 {
   readonly stage: L7Stage;
   private readonly sockets = new Map<number, SocketInfo>();
-  readonly counters = { rows: 0, data: 0, closes: 0 };
+  /**
+   * tls_ciphertext: syscall data on a socket that also gives TLS plaintext (uprobes); the
+   * plaintext copy of the same bytes is what l7 parses, so the ciphertext is left out.
+   */
+  readonly counters = { rows: 0, data: 0, closes: 0, tls_ciphertext: 0 };
 
   /** App meters are not produced from eBPF: the packet path already counts the same requests. */
   constructor(private readonly onLog: (log: flowtap.IL7FlowLog) => void, opts: L7StageOptions = {}) {
@@ -62,7 +66,20 @@ export class SocketDataL7 {
         info = { isClient, pid: b.pid[i], comm: b.commOf(i), isTls: false, seqToServer: 0, seqToClient: 0, traceIdRequest: 0, traceIdResponse: 0 };
         this.sockets.set(socketId, info);
       }
-      if (b.isTls[i]) info.isTls = true;
+      if (b.isTls[i]) {
+        if (!info.isTls) {
+          // First plaintext on this socket: what the syscalls showed so far (the TLS handshake)
+          // ends as a flow of its own, and the plaintext stream starts afresh at offset 0. Mixing
+          // both streams in one flow made the parser take the plaintext for broken TLS records.
+          this.stage.closeFlow(socketId);
+          info.seqToServer = 0;
+          info.seqToClient = 0;
+          info.isTls = true;
+        }
+      } else if (info.isTls) {
+        this.counters.tls_ciphertext++;
+        continue;
+      }
       const sent = b.direction[i] === DIRECTION_EGRESS;
       const fromClient = sent === info.isClient;
       const local = b.ipLocal.subarray(i * 16, i * 16 + 16);
