@@ -93,6 +93,10 @@ export interface Config {
     cap_bytes: number;
     /** Trace only processes with these names (comm); empty: every process but the agent's own. */
     process_names: string[];
+    /** On-CPU profiler (99 Hz per CPU, folded stacks to the sender). Off by default: it costs CPU on every CPU. */
+    profiler: boolean;
+    /** Seconds per profile interval: one batch of folded stacks per interval. */
+    profile_interval_s: number;
   };
   sender: {
     /** Where records go; several at once. */
@@ -177,7 +181,7 @@ export function defaultConfig(): Config {
     },
     quadruple: { late_tolerance_1s: 9, late_tolerance_1m: 69, l4_log_per_second: 10000, aggregate_health_checks: false, carry_idle_limit: 600 },
     l7: { max_sessions: 65536, l7_log_per_second: 10000, session_timeout: { dns: 15, tls: 15, others: 120 } },
-    ebpf: { enabled: true, socket_tracer: true, tls: true, cap_bytes: 4096, process_names: [] },
+    ebpf: { enabled: true, socket_tracer: true, tls: true, cap_bytes: 4096, process_names: [], profiler: false, profile_interval_s: 10 },
     sender: {
       sinks: ['jsonl', 'sqlite'],
       output_dir: 'data',
@@ -280,6 +284,7 @@ function check(cfg: Config): void {
   if (!Number.isInteger(cfg.ebpf.cap_bytes) || cfg.ebpf.cap_bytes < 0 || cfg.ebpf.cap_bytes > 8192) {
     throw new ConfigError(`ebpf.cap_bytes: must be a whole number from 0 to 8192, got ${cfg.ebpf.cap_bytes}`);
   }
+  positive(cfg.ebpf.profile_interval_s, 'ebpf.profile_interval_s');
   positive(cfg.l7.max_sessions, 'l7.max_sessions');
   checkSender(cfg.sender);
 }

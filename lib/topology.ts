@@ -9,7 +9,7 @@ export const UPSTREAMS: Record<ServiceName, readonly ServiceName[]> = {
   flow: ['capture'],
   l7: ['flow', 'capture'], // capture: eBPF socket data
   quadruple: ['flow', 'l7'],
-  sender: ['quadruple', 'l7'],
+  sender: ['quadruple', 'l7', 'capture'], // capture: eBPF profiles
 };
 
 export function downstreamsOf(service: ServiceName): ServiceName[] {

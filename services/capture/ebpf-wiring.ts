@@ -5,7 +5,9 @@ import fs from 'node:fs';
 import client from 'prom-client';
 import type { ServiceContext } from '../../lib/service';
 import { Kind } from '../../lib/transport';
+import { flowtap } from '../../lib/proto';
 import { EbpfCollector } from './ebpf-collector';
+import { ProfileCollector } from './ebpf-profiler';
 
 /** Batches waiting to go to l7 past which new ones are dropped and counted (l7 is behind). */
 const MAX_PENDING_BATCHES = 64;
@@ -66,5 +68,55 @@ export function startEbpf(ctx: ServiceContext): EbpfCollector {
     }, RESCAN_INTERVAL_MS);
     timer.unref();
   }
+  startProfiles(ctx);
   return collector;
+}
+
+/** The running profiler and its interval timer, so stopProfiles can send the last interval. */
+let profiles: { collector: ProfileCollector; timer?: NodeJS.Timeout; send(): Promise<void> } | undefined;
+
+/**
+ * Starts the on-CPU profiler when `ebpf.profiler` is on: every `profile_interval_s` the folded
+ * stacks of the interval go to the sender as one ProfileBatch. Drops (by reason, prefix
+ * `profile_`): send_failed (stacks of a batch the sender socket refused).
+ */
+function startProfiles(ctx: ServiceContext): void {
+  const cfg = ctx.config.ebpf;
+  if (!cfg.enabled || !cfg.profiler) return;
+  const collector = ProfileCollector.start({ enabled: true });
+  if (!collector.active) {
+    ctx.log.warn(collector.statusMessage);
+    return;
+  }
+  ctx.log.info(collector.statusMessage);
+  const drops = { send_failed: 0 };
+  const sent = { batches: 0, stacks: 0 };
+  ctx.metrics.trackDrops('profile_', () => drops);
+  ctx.metrics.trackSize('profile_batches_sent', () => sent.batches);
+  const send = async (): Promise<void> => {
+    const batch = collector.collect();
+    if (!batch) return;
+    const rows = batch.stacks?.length ?? 0;
+    try {
+      await ctx.send('sender', Kind.PROFILE_BATCH, flowtap.ProfileBatch.encode(batch).finish(), rows);
+      sent.batches++;
+      sent.stacks += rows;
+    } catch (err) {
+      drops.send_failed += rows;
+      ctx.log.warn('profile batch not sent', { error: (err as Error).message });
+    }
+  };
+  const timer = setInterval(() => void send(), cfg.profile_interval_s * 1000);
+  timer.unref();
+  profiles = { collector, timer, send };
+}
+
+/** Sends the last (partial) interval and detaches the profiler. Call before END_OF_STREAM. */
+export async function stopProfiles(): Promise<void> {
+  if (!profiles) return;
+  const p = profiles;
+  profiles = undefined;
+  clearInterval(p.timer);
+  await p.send();
+  p.collector.close();
 }

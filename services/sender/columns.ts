@@ -82,3 +82,21 @@ export function tableColumns(): Record<RecordType, Column[]> {
 export function meterFields(name: 'FlowMeter' | 'AppMeterValues'): string[] {
   return messageColumns(name, true).map((c) => c.name);
 }
+
+/**
+ * Profiles are stored apart from the three record types (the collector protocol and the replay
+ * outputs know only those): one row per folded stack per process per interval.
+ */
+export const PROFILE_TABLE = 'profile';
+export const PROFILE_TIME_COLUMN = 'end_time';
+let profileCached: Column[] | undefined;
+
+/** The interval's times and rate (ProfileBatch), then the stack's fields (ProfileStack). */
+export function profileColumns(): Column[] {
+  // lost_samples belongs to the interval, not to a stack: summing it over rows would overcount.
+  profileCached ??= [
+    ...messageColumns('ProfileBatch', false).filter((c) => c.name !== 'lost_samples'),
+    ...messageColumns('ProfileStack', false),
+  ];
+  return profileCached;
+}

@@ -11,7 +11,11 @@ export const JSONL_FILES = {
   l7: 'l7_flow_log.jsonl',
   metrics: 'metrics.jsonl',
 } as const;
+/** Opened at the first profile, so an agent without the profiler (and every replay) keeps three files. */
+export const PROFILE_JSONL_FILE = 'profile.jsonl';
 export type { RecordType };
+type FileKey = RecordType | 'profile';
+const fileName = (key: FileKey): string => (key === 'profile' ? PROFILE_JSONL_FILE : JSONL_FILES[key]);
 
 export interface JsonlOptions {
   truncate?: boolean;
@@ -27,7 +31,8 @@ interface OpenFile {
 export class JsonlSink implements Sink {
   readonly name = 'jsonl';
   readonly drops = new Map<string, number>();
-  private readonly files = new Map<RecordType, OpenFile>();
+  private readonly files = new Map<FileKey, OpenFile>();
+  profileRows = 0;
   readonly written: Record<RecordType, number> = { l4: 0, l7: 0, metrics: 0 };
   private failure?: Error;
   private readonly rotateBytes: number;
@@ -42,8 +47,8 @@ export class JsonlSink implements Sink {
     for (const type of RECORD_TYPES) this.open(type, opts.truncate ? 'w' : 'a');
   }
 
-  private open(type: RecordType, flags: 'w' | 'a'): void {
-    const file = path.join(this.dir, JSONL_FILES[type]);
+  private open(type: FileKey, flags: 'w' | 'a'): void {
+    const file = path.join(this.dir, fileName(type));
     const stream = fs.createWriteStream(file, { flags, highWaterMark: 1 << 20 });
     stream.on('error', (err) => { this.failure ??= err; });
     let bytes = 0;
@@ -52,10 +57,10 @@ export class JsonlSink implements Sink {
   }
 
   /** Closes the current file, shifts the rotated ones and opens an empty one. */
-  private async rotate(type: RecordType): Promise<void> {
+  private async rotate(type: FileKey): Promise<void> {
     const current = this.files.get(type)!;
     await endStream(current.stream);
-    const base = path.join(this.dir, JSONL_FILES[type]);
+    const base = path.join(this.dir, fileName(type));
     if (this.keepFiles === 0) {
       fs.rmSync(base, { force: true });
     } else {
@@ -76,9 +81,22 @@ export class JsonlSink implements Sink {
   async writeRows(type: RecordType, rows: ReadonlyArray<Record<string, unknown>>): Promise<void> {
     if (this.failure) throw this.failure;
     if (rows.length === 0) return;
+    this.written[type] += rows.length;
+    await this.append(type, rows);
+  }
+
+  /** Appends profile rows to profile.jsonl (appended to, never truncated: profiles are live only). */
+  async writeProfile(rows: ReadonlyArray<Record<string, unknown>>): Promise<void> {
+    if (this.failure) throw this.failure;
+    if (rows.length === 0) return;
+    if (!this.files.has('profile')) this.open('profile', 'a');
+    this.profileRows += rows.length;
+    await this.append('profile', rows);
+  }
+
+  private async append(type: FileKey, rows: ReadonlyArray<Record<string, unknown>>): Promise<void> {
     let text = '';
     for (const row of rows) text += JSON.stringify(row) + '\n';
-    this.written[type] += rows.length;
     let file = this.files.get(type)!;
     if (file.bytes > 0 && file.bytes + text.length > this.rotateBytes) {
       await this.rotate(type);

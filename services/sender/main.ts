@@ -1,10 +1,12 @@
 // The sender: takes metric documents, L4 and L7 flow logs, and writes them to the sinks named
 // in `sender.sinks` (jsonl, sqlite, collector, clickhouse). Drops are counted by reason, each
 // prefixed with its sink's (see docs/storage.md).
+import { flowtap } from '../../lib/proto';
 import { kindName, runService } from '../../lib/service';
 import { Kind } from '../../lib/transport';
 import type { RecordType } from './columns';
 import { CollectorSink } from './collector-sink';
+import { profileRows } from './records';
 import { SinkBatch } from './sink';
 import { SqliteSink } from './sqlite-sink';
 import { buildSinks } from './sinks';
@@ -44,8 +46,24 @@ void runService({
     ctx.metrics.trackSize('rows_written_l4', () => first.written.l4);
     ctx.metrics.trackSize('rows_written_l7', () => first.written.l7);
     ctx.metrics.trackSize('rows_written_metrics', () => first.written.metrics);
+    // Profiles (capture's eBPF profiler) go only to the sinks that store them: jsonl and sqlite.
+    const profileSinks = sinks.filter((s) => s.writeProfile);
+    for (const sink of profileSinks) ctx.metrics.trackSize(`${sink.name}_rows_written_profile`, () => sink.profileRows ?? 0);
     return {
       async onBatch(kind, body) {
+        if (kind === Kind.PROFILE_BATCH) {
+          const rows = profileRows(flowtap.ProfileBatch.decode(body));
+          ctx.metrics.recordsIn.inc({ kind: kindName(kind) }, rows.length);
+          for (const sink of profileSinks) {
+            try {
+              await sink.writeProfile!(rows);
+            } catch (err) {
+              sinkErrors.set(sink.name, (sinkErrors.get(sink.name) ?? 0) + rows.length);
+              ctx.log.warn('a sink failed to write profiles', { sink: sink.name, error: (err as Error).message });
+            }
+          }
+          return;
+        }
         const type = TYPE_OF_KIND.get(kind);
         if (!type) throw new Error(`sender does not take ${kindName(kind)}`);
         const batch = SinkBatch.decode(type, body);

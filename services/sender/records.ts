@@ -3,7 +3,7 @@
 // with defaults gives them), built by a loop over the columns: no intermediate objects, as the
 // sender does this for every record.
 import { flowtap } from '../../lib/proto';
-import { meterFields, tableColumns, type Column } from './columns';
+import { meterFields, profileColumns, tableColumns, type Column } from './columns';
 
 type Loose = Record<string, unknown>;
 
@@ -51,4 +51,17 @@ export function documentRow(doc: flowtap.IDocument): Loose {
     row[f] = v === undefined || v === null ? 0 : Number(v);
   }
   return row;
+}
+
+/** The rows of one profile interval: each stack with the interval's start, end and sample rate. */
+export function profileRows(batch: flowtap.IProfileBatch): Loose[] {
+  const stacks = batch.stacks ?? [];
+  const columns = profileColumns();
+  const rows: Loose[] = new Array(stacks.length);
+  for (let i = 0; i < stacks.length; i++) {
+    const s = stacks[i];
+    rows[i] = flat({ start_time: batch.start_time, end_time: batch.end_time, sample_hz: batch.sample_hz,
+      pid: s.pid, process_kname: s.process_kname, stack: s.stack, count: s.count }, columns);
+  }
+  return rows;
 }

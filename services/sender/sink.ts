@@ -56,6 +56,10 @@ export interface Sink {
   /** Rows accepted per record type (written, queued for a remote, or spooled). */
   readonly written: Record<RecordType, number>;
   write(batch: SinkBatch): Promise<void>;
+  /** Profile rows (records.ts profileRows); sinks without a profile store leave this out. */
+  writeProfile?(rows: readonly Row[]): Promise<void>;
+  /** Profile rows accepted. */
+  readonly profileRows?: number;
   /** Rows accepted but not yet stored (a remote that is down). */
   pendingRows?(): number;
   /** Writes out what is buffered (a replay's end of stream). */

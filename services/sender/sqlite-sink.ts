@@ -4,7 +4,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
-import { RECORD_TYPES, TABLE_NAMES, TIME_COLUMNS, TIME_UNIT_SECONDS, tableColumns, type Column, type RecordType } from './columns';
+import { PROFILE_TABLE, PROFILE_TIME_COLUMN, RECORD_TYPES, TABLE_NAMES, TIME_COLUMNS, TIME_UNIT_SECONDS, profileColumns, tableColumns, type Column, type RecordType } from './columns';
 import { countDrop, type Sink, type SinkBatch } from './sink';
 
 export const quoteIdent = (name: string): string => `"${name.replace(/"/g, '""')}"`;
@@ -27,21 +27,28 @@ export function openStore(file: string, readonly = false): Database.Database {
   // NORMAL in WAL mode: a crash loses no committed transaction, a power cut may lose the last few.
   db.pragma('synchronous = NORMAL');
   db.pragma('busy_timeout = 5000');
-  const columns = tableColumns();
-  for (const type of RECORD_TYPES) {
-    const table = TABLE_NAMES[type];
-    const cols = columns[type].map((c) => `${quoteIdent(c.name)} ${sqlType(c)}`).join(', ');
+  for (const { table, cols: tableCols, time } of storeTables()) {
+    const cols = tableCols.map((c) => `${quoteIdent(c.name)} ${sqlType(c)}`).join(', ');
     db.exec(`CREATE TABLE IF NOT EXISTS ${table} (${cols})`);
     // A field added to the schema since the file was made becomes a column; old rows get 0/''/NULL.
     const have = new Set((db.prepare(`PRAGMA table_info(${table})`).all() as Array<{ name: string }>).map((c) => c.name));
-    for (const c of columns[type]) {
+    for (const c of tableCols) {
       if (have.has(c.name)) continue;
       const fill = c.nullable ? '' : c.kind === 'text' ? ` DEFAULT ''` : ' DEFAULT 0';
       db.exec(`ALTER TABLE ${table} ADD COLUMN ${quoteIdent(c.name)} ${sqlType(c)}${fill}`);
     }
-    db.exec(`CREATE INDEX IF NOT EXISTS ${table}_by_time ON ${table} (${quoteIdent(TIME_COLUMNS[type])})`);
+    db.exec(`CREATE INDEX IF NOT EXISTS ${table}_by_time ON ${table} (${quoteIdent(time)})`);
   }
   return db;
+}
+
+/** Every table of the store: the three record types, then profiles (time in µs like the logs). */
+function storeTables(): Array<{ table: string; cols: Column[]; time: string; unitSeconds: number }> {
+  const columns = tableColumns();
+  return [
+    ...RECORD_TYPES.map((type) => ({ table: TABLE_NAMES[type], cols: columns[type], time: TIME_COLUMNS[type], unitSeconds: TIME_UNIT_SECONDS[type] })),
+    { table: PROFILE_TABLE, cols: profileColumns(), time: PROFILE_TIME_COLUMN, unitSeconds: 1e-6 },
+  ];
 }
 
 export interface SqliteOptions {
@@ -61,6 +68,8 @@ export class SqliteSink implements Sink {
   private readonly inserts = new Map<RecordType, (rows: ReadonlyArray<Record<string, unknown>>) => void>();
   private readonly columnNames: Record<RecordType, string[]>;
   private readonly values: Record<RecordType, unknown[]>;
+  private readonly insertProfile: (rows: ReadonlyArray<Record<string, unknown>>) => void;
+  profileRows = 0;
   private transactions = 0;
   private readonly retentionEvery: number;
 
@@ -87,6 +96,30 @@ export class SqliteSink implements Sink {
           stmt.run(values);
         }
       }));
+    }
+    this.insertProfile = this.insertMany(PROFILE_TABLE, profileColumns().map((c) => c.name));
+  }
+
+  private insertMany(table: string, names: string[]): (rows: ReadonlyArray<Record<string, unknown>>) => void {
+    const values = new Array<unknown>(names.length).fill(null);
+    const stmt = this.db.prepare(`INSERT INTO ${table} (${names.map(quoteIdent).join(', ')}) VALUES (${names.map(() => '?').join(', ')})`);
+    return this.db.transaction((rows: ReadonlyArray<Record<string, unknown>>) => {
+      for (const row of rows) {
+        for (let i = 0; i < names.length; i++) values[i] = row[names[i]] ?? null;
+        stmt.run(values);
+      }
+    });
+  }
+
+  /** Inserts one interval's profile rows in one transaction; a failure counts them as drops. */
+  async writeProfile(rows: ReadonlyArray<Record<string, unknown>>): Promise<void> {
+    if (rows.length === 0) return;
+    try {
+      this.insertProfile(rows);
+      this.profileRows += rows.length;
+    } catch (err) {
+      const code = ((err as { code?: string }).code ?? 'SQLITE_ERROR').toLowerCase();
+      countDrop(this.drops, code.startsWith('sqlite_') ? `${code}_profile` : `sqlite_${code}_profile`, rows.length);
     }
   }
 
@@ -125,24 +158,22 @@ export class SqliteSink implements Sink {
   applyRetention(): void {
     const { retentionHours, maxBytes } = this.options;
     if (retentionHours) {
-      for (const type of RECORD_TYPES) {
-        const t = TABLE_NAMES[type];
-        const col = quoteIdent(TIME_COLUMNS[type]);
+      for (const { table: t, time, unitSeconds } of storeTables()) {
+        const col = quoteIdent(time);
         const newest = (this.db.prepare(`SELECT max(${col}) AS m FROM ${t}`).get() as { m: number | null }).m;
         if (newest === null) continue;
-        const cutoff = newest - (retentionHours * 3600) / TIME_UNIT_SECONDS[type];
+        const cutoff = newest - (retentionHours * 3600) / unitSeconds;
         this.evicted.age += this.db.prepare(`DELETE FROM ${t} WHERE ${col} < ?`).run(cutoff).changes;
       }
     }
     if (maxBytes) {
       for (let round = 0; round < 20 && this.usedBytes() > maxBytes; round++) {
         let deleted = 0;
-        for (const type of RECORD_TYPES) {
-          const t = TABLE_NAMES[type];
+        for (const { table: t, time } of storeTables()) {
           const n = Math.ceil(((this.db.prepare(`SELECT count(*) AS n FROM ${t}`).get() as { n: number }).n) / 10);
           if (n === 0) continue;
           deleted += this.db.prepare(
-            `DELETE FROM ${t} WHERE rowid IN (SELECT rowid FROM ${t} ORDER BY ${quoteIdent(TIME_COLUMNS[type])} LIMIT ?)`,
+            `DELETE FROM ${t} WHERE rowid IN (SELECT rowid FROM ${t} ORDER BY ${quoteIdent(time)} LIMIT ?)`,
           ).run(n).changes;
         }
         this.evicted.size += deleted;
