@@ -16,6 +16,7 @@ const RECORDS = [
   ['metrics', 'Document', 'One line per metric row (`metrics.jsonl`): the tags below, then the meter fields of the table, flat.'],
   ['flow meter', 'FlowMeter', 'Meter fields of the `network.*` and `network_map.*` tables.'],
   ['app meter', 'AppMeterValues', 'Meter fields of the `application.*` and `application_map.*` tables.'],
+  ['profile', 'ProfileStack', 'With `ebpf.profiler` on: one line per folded on-CPU stack per process per interval (`profile.jsonl`, SQLite table `profile`), with the interval\'s `start_time`, `end_time` and `sample_hz` beside these fields.'],
 ];
 
 function render() {
