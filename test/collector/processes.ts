@@ -6,7 +6,7 @@ import path from 'node:path';
 import readline from 'node:readline';
 import YAML from 'yaml';
 import { flowtap } from '../../lib/proto';
-import { endpointOf } from '../../lib/topology';
+import { endpointOf, UPSTREAMS } from '../../lib/topology';
 import { Kind, Outlet } from '../../lib/transport';
 import type { RecordType } from '../../services/sender/columns';
 import { KIND_OF_TYPE } from '../../services/sender/frame';
@@ -59,7 +59,7 @@ export interface SenderRun {
 
 /**
  * Runs the real sender service once, in replay mode, with `sender` settings, feeds it the
- * batches, ends the stream from both upstreams and waits for it to exit.
+ * batches, ends the stream from every upstream and waits for it to exit.
  */
 export async function runSender(workDir: string, sender: Record<string, unknown>, batches: SinkBatch[]): Promise<SenderRun> {
   const runtimeDir = fs.mkdtempSync(path.join(workDir, 'rt-'));
@@ -77,7 +77,7 @@ export async function runSender(workDir: string, sender: Record<string, unknown>
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   const out = new Outlet('sender', endpointOf(runtimeDir, 'sender'), 1000);
   for (const b of batches) await out.send(KIND_OF_TYPE[b.type as RecordType], b.body);
-  for (const source of ['quadruple', 'l7']) await out.sendControl(flowtap.Control.Kind.END_OF_STREAM, 0, source);
+  for (const source of UPSTREAMS.sender) await out.sendControl(flowtap.Control.Kind.END_OF_STREAM, 0, source);
   const code = await exited;
   out.close();
   fs.rmSync(runtimeDir, { recursive: true, force: true });
