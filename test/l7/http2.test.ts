@@ -14,6 +14,7 @@ import { L7Stage } from '../../services/l7/stage';
 import { runStage, StageRun } from './compare';
 import { PcapWriter } from './pcap-writer';
 import { CORPUS, corpusFiles, sorted, tshark } from './tshark';
+import { startRecordingRelay, type Chunk } from './recording-relay';
 
 /** The README's decode-as column for a corpus file ("" if none). */
 function decodeAs(file: string): string {
@@ -173,7 +174,6 @@ test('h2c upgrade: the HTTP/1.1 request and its 101, then the HTTP/2 answer on s
 
 // ---- Node's own HTTP/2: real HPACK from nghttp2 ---------------------------------------------
 
-interface Chunk { fromClient: boolean; data: Buffer }
 
 /**
  * Runs `client` against a Node HTTP/2 server with `handler`, through a TCP relay that records
@@ -187,20 +187,11 @@ async function record(handler: StreamHandler, client: (session: http2.ClientHttp
   server.on('stream', handler);
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const port = (server.address() as net.AddressInfo).port;
-  const relay = net.createServer((c) => {
-    const s = net.connect(port, '127.0.0.1');
-    c.on('data', (d) => { chunks.push({ fromClient: true, data: Buffer.from(d) }); s.write(d); });
-    s.on('data', (d) => { chunks.push({ fromClient: false, data: Buffer.from(d) }); c.write(d); });
-    c.on('close', () => s.destroy());
-    s.on('close', () => c.destroy());
-    c.on('error', () => undefined);
-    s.on('error', () => undefined);
-  });
-  await new Promise<void>((r) => relay.listen(0, '127.0.0.1', r));
-  const session = http2.connect(`http://127.0.0.1:${(relay.address() as net.AddressInfo).port}`);
+  const relay = await startRecordingRelay(port, chunks);
+  const session = http2.connect(`http://127.0.0.1:${relay.port}`);
   await client(session);
   await new Promise<void>((r) => session.close(r));
-  await new Promise<void>((r) => relay.close(() => r()));
+  await relay.close();
   await new Promise<void>((r) => server.close(() => r()));
   return chunks;
 }

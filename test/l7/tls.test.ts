@@ -11,6 +11,7 @@ import { cipherSuiteName, tlsParser, tlsVersionName } from '../../services/l7/pa
 import { runStage, StageRun } from './compare';
 import { PcapWriter } from './pcap-writer';
 import { CORPUS, corpusFiles, sorted, tshark } from './tshark';
+import { startRecordingRelay, type Chunk } from './recording-relay';
 
 interface TsharkTls {
   /** "sni alpn,alpn" per ClientHello. */
@@ -126,7 +127,6 @@ test('a handshake failure alert answers the ClientHello (decapsulate_erspan1.pca
 
 // ---- Node's TLS: real OpenSSL handshakes ----------------------------------------------------
 
-interface Chunk { fromClient: boolean; data: Buffer }
 
 let certs: { key: Buffer; cert: Buffer } | undefined;
 function selfSigned(): { key: Buffer; cert: Buffer } {
@@ -145,23 +145,14 @@ async function handshake(serverOpts: tls.TlsOptions, clientOpts: tls.ConnectionO
   server.on('tlsClientError', () => undefined);
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const port = (server.address() as net.AddressInfo).port;
-  const relay = net.createServer((c) => {
-    const s = net.connect(port, '127.0.0.1');
-    c.on('data', (d) => { chunks.push({ fromClient: true, data: Buffer.from(d) }); s.write(d); });
-    s.on('data', (d) => { chunks.push({ fromClient: false, data: Buffer.from(d) }); c.write(d); });
-    c.on('close', () => s.destroy());
-    s.on('close', () => c.destroy());
-    c.on('error', () => undefined);
-    s.on('error', () => undefined);
-  });
-  await new Promise<void>((r) => relay.listen(0, '127.0.0.1', r));
+  const relay = await startRecordingRelay(port, chunks);
   await new Promise<void>((resolve) => {
-    const c = tls.connect({ host: '127.0.0.1', port: (relay.address() as net.AddressInfo).port, rejectUnauthorized: false, ...clientOpts });
+    const c = tls.connect({ host: '127.0.0.1', port: relay.port, rejectUnauthorized: false, ...clientOpts });
     c.on('data', () => undefined);
     c.on('error', () => resolve());
     c.on('close', () => resolve());
   });
-  await new Promise<void>((r) => relay.close(() => r()));
+  await relay.close();
   await new Promise<void>((r) => server.close(() => r()));
   return chunks;
 }
