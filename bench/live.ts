@@ -2,44 +2,13 @@
 // into a veth whose far end sits in a namespace made for the run, while the five services
 // capture live on the near end and `tcpdump -w /dev/null` listens on the same veth. Prints both
 // drop counts at each sending rate.
-import { execFileSync, fork, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { makeVethPair, waitLinkUp, type VethPair } from '../test/native/veth';
+import { sleep, startAgent } from '../test/support/live-agent';
 import { writeSyntheticCapture } from './gen-capture';
-
-const DIST = path.resolve(__dirname, '..');
-const SERVICES = ['sender', 'quadruple', 'l7', 'flow', 'capture'];
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function metric(port: number, re: RegExp): Promise<number> {
-  try {
-    const m = re.exec(await (await fetch(`http://127.0.0.1:${port}/metrics`)).text());
-    return m ? Number(m[1]) : -1;
-  } catch {
-    return -1;
-  }
-}
-
-function startAgent(dir: string, iface: string, basePort: number): ChildProcess[] {
-  const ports = Object.fromEntries(['capture', 'flow', 'quadruple', 'l7', 'sender'].map((s, i) => [s, basePort + i]));
-  const config = path.join(dir, 'flowtap.yaml');
-  fs.writeFileSync(config, [
-    `runtime_dir: ${path.join(dir, 'run')}`,
-    `metrics: { ports: ${JSON.stringify(ports)} }`,
-    `capture: { source: live, interfaces: [${iface}] }`,
-    'ebpf: { enabled: false }',
-    'quadruple: { l4_log_per_second: 100000000 }',
-    'l7: { l7_log_per_second: 100000000 }',
-    `sender: { output_dir: ${path.join(dir, 'data')}, sinks: [jsonl] }`,
-    '',
-  ].join('\n'));
-  return SERVICES.map((svc) => fork(path.join(DIST, 'services', svc, 'main.js'), [], {
-    env: { ...process.env, FLOWTAP_CONFIG: config, FLOWTAP_MODE: '', FLOWTAP_LOG_LEVEL: 'warn' },
-    stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
-  }));
-}
 
 interface LiveRun {
   rate: string;
@@ -53,11 +22,21 @@ interface LiveRun {
 }
 
 async function run(pair: VethPair, file: string, rateArgs: string[], basePort: number): Promise<LiveRun> {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'flowtap-livebench-'));
-  const agent = startAgent(dir, pair.outside, basePort);
-  const capturePort = basePort;
+  const agent = startAgent({
+    portBase: basePort,
+    config: [
+      `capture: { source: live, interfaces: [${pair.outside}] }`,
+      'ebpf: { enabled: false }',
+      // Every flow and request is written, so that the flow count checks for loss end to end.
+      'quadruple: { l4_log_per_second: 100000000 }',
+      'l7: { l7_log_per_second: 100000000 }',
+      'sender: { output_dir: $DATA, sinks: [jsonl] }',
+    ],
+    env: { FLOWTAP_LOG_LEVEL: 'warn' },
+  });
+  const kernelPackets = /flowtap_capture_kernel_packets_total\{[^}]*\} (\d+)/;
   try {
-    for (let i = 0; i < 100 && (await metric(capturePort, /flowtap_held_items\{what="interfaces_open"[^}]*\} (\d+)/)) !== 1; i++) await sleep(100);
+    for (let i = 0; i < 100 && (await agent.metric('capture', /flowtap_held_items\{what="interfaces_open"[^}]*\} (\d+)/)) !== 1; i++) await sleep(100);
     await waitLinkUp(pair);
     const tcpdump = spawn('tcpdump', ['-i', pair.outside, '-w', '/dev/null', '-n'], { stdio: ['ignore', 'ignore', 'pipe'] });
     let tcpdumpErr = '';
@@ -70,25 +49,21 @@ async function run(pair: VethPair, file: string, rateArgs: string[], basePort: n
     let last = -1;
     for (let i = 0; i < 60; i++) {
       await sleep(500);
-      const now = await metric(capturePort, /flowtap_capture_kernel_packets_total\{[^}]*\} (\d+)/);
+      const now = await agent.metric('capture', kernelPackets);
       if (now === last) break;
       last = now;
     }
-    const flowtapPackets = await metric(capturePort, /flowtap_capture_kernel_packets_total\{[^}]*\} (\d+)/);
-    const flowtapDrops = Math.max(0, await metric(capturePort, /flowtap_capture_kernel_drops_total\{[^}]*\} (\d+)/));
+    const flowtapPackets = await agent.metric('capture', kernelPackets);
+    const flowtapDrops = Math.max(0, await agent.metric('capture', /flowtap_capture_kernel_drops_total\{[^}]*\} (\d+)/));
     tcpdump.kill('SIGINT');
     await new Promise((r) => tcpdump.once('exit', r));
     const tcpdumpCaptured = Number(/(\d+) packets captured/.exec(tcpdumpErr)?.[1] ?? -1);
     const tcpdumpDropped = Number(/(\d+) packets dropped by kernel/.exec(tcpdumpErr)?.[1] ?? -1);
-    const exited = agent.map((c) => new Promise((r) => c.once('exit', r)));
-    for (const c of agent) c.kill('SIGTERM');
-    await Promise.all(exited);
-    const l4 = path.join(dir, 'data', 'l4_flow_log.jsonl');
-    const flows = fs.existsSync(l4) ? new Set(fs.readFileSync(l4, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l).flow_id)).size : 0;
+    await agent.stop();
+    const flows = new Set(agent.records('l4_flow_log').map((f) => f.flow_id)).size;
     return { rate: rateArgs.join(' '), sent, senderPps, flowtapPackets, flowtapDrops, tcpdumpCaptured, tcpdumpDropped, flows };
   } finally {
-    for (const c of agent) if (c.exitCode === null) c.kill('SIGKILL');
-    fs.rmSync(dir, { recursive: true, force: true });
+    agent.kill();
   }
 }
 

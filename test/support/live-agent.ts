@@ -1,6 +1,6 @@
-// Starts the five services in live mode with a temp config whose packets are seen by eBPF only
-// (capture interfaces match nothing), waits until the socket tracer is attached, and on stop
-// SIGTERMs them so the sender flushes its jsonl files. Shared by the eBPF end-to-end tests.
+// Starts the five services in live mode from a temp config, as pm2 would (each its own process),
+// and on stop SIGTERMs them so every stage flushes and the sender writes its jsonl files. Shared
+// by the live-capture and eBPF end-to-end tests and the live benchmark.
 import { fork, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
@@ -26,7 +26,8 @@ export function freePort(): Promise<number> {
   });
 }
 
-async function metricValue(port: number, re: RegExp): Promise<number> {
+/** One Prometheus sample of `/metrics` on `port`, -1 when absent or unreachable. */
+export async function metricValue(port: number, re: RegExp): Promise<number> {
   try {
     const m = re.exec(await (await fetch(`http://127.0.0.1:${port}/metrics`)).text());
     return m ? Number(m[1]) : -1;
@@ -35,14 +36,28 @@ async function metricValue(port: number, re: RegExp): Promise<number> {
   }
 }
 
+export interface AgentOptions {
+  /** Config sections besides runtime_dir, metrics ports and sender output (YAML flow-style lines). */
+  config: string[];
+  /** Metrics ports are portBase + 0..4 (capture, flow, quadruple, l7, sender). */
+  portBase: number;
+  /** Extra environment for the services (e.g. FLOWTAP_LOG_LEVEL). */
+  env?: Record<string, string>;
+}
+
 export interface LiveAgent {
-  /** The temp directory (config, runtime sockets, sender output); removed by kill(). */
+  /** The temp directory (config, runtime sockets, sender output in data/); removed by kill(). */
   readonly dir: string;
-  /** Last 20 kB of the services' stderr, for assertion messages. */
-  stderr(): string;
+  readonly children: ReadonlyMap<string, ChildProcess>;
+  /** The metrics port of a service. */
+  port(service: string): number;
+  /** A sample from a service's /metrics, -1 when absent. */
+  metric(service: string, re: RegExp): Promise<number>;
+  /** Last 20 kB of one service's stderr, or of all of them, for assertion messages. */
+  stderr(service?: string): string;
   /** The socket tracer is attached (flowtap_ebpf_packet_only reads 0); false after 15 s. */
   waitTraced(): Promise<boolean>;
-  /** SIGTERM all services and wait for them to exit (the sender flushes on the way out). */
+  /** SIGTERM all services and wait for them to exit (every stage flushes, the sender writes). */
   stop(): Promise<void>;
   /** Records of one sender jsonl file (e.g. 'l7_flow_log'); [] when the file is missing. */
   records(table: string): Record<string, any>[];
@@ -50,35 +65,36 @@ export interface LiveAgent {
   kill(): void;
 }
 
-/**
- * Forks the services with a config tracing only the processes named in `processNames` (their
- * comm). Metrics ports are derived from `portBase` so parallel test files do not collide.
- */
-export function startLiveAgent(processNames: string[], portBase: number): LiveAgent {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'flowtap-ebpf-'));
-  const ports: Record<string, number> = { capture: portBase, flow: portBase + 1, quadruple: portBase + 2, l7: portBase + 3, sender: portBase + 4 };
-  fs.writeFileSync(path.join(dir, 'flowtap.yaml'), [
+/** Forks the five services in live mode, each its own process as pm2 would run them. */
+export function startAgent(opts: AgentOptions): LiveAgent {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'flowtap-agent-'));
+  const ports: Record<string, number> = {};
+  ['capture', 'flow', 'quadruple', 'l7', 'sender'].forEach((s, i) => { ports[s] = opts.portBase + i; });
+  const config = path.join(dir, 'flowtap.yaml');
+  fs.writeFileSync(config, [
     `runtime_dir: ${path.join(dir, 'run')}`,
     `metrics: { ports: ${JSON.stringify(ports)} }`,
-    // Capture on loopback is off by default; the packets of these tests are seen by eBPF only.
-    'capture: { source: live, interfaces: ["ft-none*"] }',
-    `ebpf: { process_names: ${JSON.stringify(processNames)} }`,
-    `sender: { output_dir: ${path.join(dir, 'data')}, sinks: [jsonl] }`,
+    ...opts.config.map((line) => line.replaceAll('$DATA', path.join(dir, 'data'))),
     '',
   ].join('\n'));
   const children = new Map<string, ChildProcess>();
-  let stderr = '';
+  const stderr = new Map<string, string>();
   for (const svc of SERVICES) {
     const child = fork(path.join(DIST_ROOT, 'services', svc, 'main.js'), [], {
-      env: { ...process.env, FLOWTAP_CONFIG: path.join(dir, 'flowtap.yaml'), FLOWTAP_MODE: '' },
+      env: { ...process.env, FLOWTAP_CONFIG: config, FLOWTAP_MODE: '', ...opts.env },
       stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
     });
-    child.stderr!.on('data', (c: Buffer) => { stderr = (stderr + c.toString()).slice(-20000); });
+    stderr.set(svc, '');
+    child.stderr!.on('data', (c: Buffer) => stderr.set(svc, (stderr.get(svc)! + c.toString()).slice(-20000)));
     children.set(svc, child);
   }
+  const running = () => [...children.values()].filter((c) => c.exitCode === null && c.signalCode === null);
   return {
     dir,
-    stderr: () => stderr,
+    children,
+    port: (service) => ports[service],
+    metric: (service, re) => metricValue(ports[service], re),
+    stderr: (service) => (service ? stderr.get(service) ?? '' : [...stderr.values()].join('')),
     async waitTraced() {
       for (let i = 0; i < 150; i++) {
         if (await metricValue(ports.capture, /flowtap_ebpf_packet_only\{[^}]*\} (\d+)/) === 0) return true;
@@ -87,9 +103,9 @@ export function startLiveAgent(processNames: string[], portBase: number): LiveAg
       return false;
     },
     async stop() {
-      const running = [...children.values()].filter((c) => c.exitCode === null && c.signalCode === null);
-      const exited = running.map((c) => new Promise((r) => c.once('exit', r)));
-      for (const c of running) c.kill('SIGTERM');
+      const alive = running();
+      const exited = alive.map((c) => new Promise((r) => c.once('exit', r)));
+      for (const c of alive) c.kill('SIGTERM');
       await Promise.all(exited);
     },
     records(table) {
@@ -98,8 +114,24 @@ export function startLiveAgent(processNames: string[], portBase: number): LiveAg
       return fs.readFileSync(file, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l));
     },
     kill() {
-      for (const c of children.values()) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+      for (const c of running()) c.kill('SIGKILL');
       fs.rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * The services with a config tracing only the processes named in `processNames` (their comm);
+ * capture interfaces match nothing, so these packets are seen by eBPF only. Metrics ports are
+ * derived from `portBase` so parallel test files do not collide.
+ */
+export function startLiveAgent(processNames: string[], portBase: number): LiveAgent {
+  return startAgent({
+    portBase,
+    config: [
+      'capture: { source: live, interfaces: ["ft-none*"] }',
+      `ebpf: { process_names: ${JSON.stringify(processNames)} }`,
+      'sender: { output_dir: $DATA, sinks: [jsonl] }',
+    ],
+  });
 }
