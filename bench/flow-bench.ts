@@ -2,6 +2,7 @@
 // per flow with many concurrent flows. Run: node --expose-gc dist/bench/flow-bench.js [flows]
 import { PacketBatch, TCP_ACK, TCP_FIN, TCP_SYN } from '../lib/packet-batch';
 import { FlowMap } from '../services/flow/flow-map';
+import { AppPayloadBatchEncoder, FlowBatchEncoder } from '../services/flow/report-encoder';
 
 const T0 = 1_700_000_000e6;
 
@@ -47,7 +48,7 @@ function writePacket(b: PacketBatch, flow: number, step: number, ts: number, wit
 }
 
 export interface FlowBenchResult {
-  packets: number; flows: number; seconds: number; packetsPerSec: number; flowsPerSec: number;
+  packets: number; flows: number; seconds: number; packetsPerSec: number; cpuSeconds: number; packetsPerCpuSec: number; flowsPerSec: number;
   reports: number; maxOpen: number; drops: Record<string, number>;
 }
 
@@ -57,15 +58,29 @@ export interface FlowBenchResult {
  */
 export function benchFlowThroughput(totalFlows = 400_000, concurrent = 2_000, gapUs = 20, withPayloads = false): FlowBenchResult {
   let reports = 0;
-  // With payloads: a cheap infer on the first payload, and an AppPayload (a copy) per payload packet.
-  const map = new FlowMap({ onFlow: () => { reports++; }, onAppPayload: withPayloads ? () => undefined : undefined },
-    withPayloads ? (_id, p) => (p[0] === 0x47 ? 'HTTP' : '') : undefined);
+  // With payloads: a cheap infer on the first payload, and reports and payloads encoded to
+  // protobuf batches as the flow service does (payload bytes copied into the AppPayloadBatch).
+  const flowEncoder = new FlowBatchEncoder(1024);
+  const payloadEncoder = new AppPayloadBatchEncoder(1024);
+  const map = new FlowMap({
+    onFlowReport: withPayloads
+      ? (r) => { reports++; flowEncoder.add(r); if (flowEncoder.count === 1024) flowEncoder.take(); }
+      : () => { reports++; },
+    onPayloadReport: withPayloads ? (p) => { payloadEncoder.add(p); if (payloadEncoder.count === 1024) payloadEncoder.take(); } : undefined,
+  }, withPayloads ? (_id, p) => (p[0] === 0x47 ? 'HTTP' : '') : undefined);
   const b = new PacketBatch(1024);
-  let ts = T0, elapsedNs = 0n, packets = 0, maxOpen = 0;
-  const flush = () => {
+  let ts = T0, elapsedNs = 0n, cpuUs = 0, packets = 0, maxOpen = 0;
+  // Wall time and this thread's CPU time around the stage only: other work shares the cores.
+  const timed = (fn: () => void) => {
+    const c0 = process.cpuUsage();
     const t0 = process.hrtime.bigint();
-    map.processBatch(b);
+    fn();
     elapsedNs += process.hrtime.bigint() - t0;
+    const c = process.cpuUsage(c0);
+    cpuUs += c.user + c.system;
+  };
+  const flush = () => {
+    timed(() => map.processBatch(b));
     packets += b.count;
     if (map.flowsOpen > maxOpen) maxOpen = map.flowsOpen;
     b.reset();
@@ -80,52 +95,63 @@ export function benchFlowThroughput(totalFlows = 400_000, concurrent = 2_000, ga
     }
   }
   flush();
-  const t0 = process.hrtime.bigint();
-  map.flush();
-  elapsedNs += process.hrtime.bigint() - t0;
+  timed(() => map.flush());
   const seconds = Number(elapsedNs) / 1e9;
+  const cpuSeconds = cpuUs / 1e6;
   return { packets, flows: map.totals.flowsCreated, seconds, packetsPerSec: packets / seconds,
+    cpuSeconds, packetsPerCpuSec: packets / cpuSeconds,
     flowsPerSec: map.totals.flowsCreated / seconds, reports, maxOpen, drops: { ...map.drops } };
 }
 
 /**
  * Bytes of heap + typed-array memory per open flow with `flows` concurrent TCP flows (one
  * mid-stream data packet each, no payload kept), measured after a full GC before and after.
- * Includes the flow slots, hash buckets, timer wheel, free/active lists and the service table.
+ * Includes the flow slots, hash buckets, timer wheel, per-second counter rows and the service table.
+ * The flows open over `spreadSeconds` of packet time (1 M over 100 s: 10 k new flows a second,
+ * none idle long enough to time out), and the last second is reported before measuring, so the
+ * per-second counters are held for the flows of one second only. With `spreadSeconds` 0 every
+ * flow is active in the same second and still unreported: the worst case for those counters.
  */
-export function benchFlowMemory(flows = 1_000_000): { flows: number; bytesPerFlow: number; heapBytesPerFlow: number } {
+export function benchFlowMemory(flows = 1_000_000, spreadSeconds = 100): { flows: number; spreadSeconds: number; bytesPerFlow: number; heapBytesPerFlow: number } {
   const gc = (globalThis as { gc?: () => void }).gc;
   if (!gc) throw new Error('benchFlowMemory needs node --expose-gc');
   const used = () => { gc(); gc(); const m = process.memoryUsage(); return { heap: m.heapUsed, all: m.heapUsed + m.arrayBuffers }; };
   const b = new PacketBatch(1024);
   const before = used();
-  const map = new FlowMap({ onFlow: () => undefined }, undefined, { maxFlows: flows });
+  const map = new FlowMap({ onFlowReport: () => undefined }, undefined, { maxFlows: flows });
+  const gapUs = spreadSeconds > 0 ? (spreadSeconds * 1e6) / flows : 1 / flows;
+  let ts = T0;
   for (let k = 0; k < flows; k++) {
     if (b.full) { map.processBatch(b); b.reset(); }
-    writePacket(b, k, 3, T0 + k);
+    ts = T0 + Math.floor(k * gapUs);
+    writePacket(b, k, 3, ts);
   }
   map.processBatch(b);
   b.reset();
+  if (spreadSeconds > 0) map.advance(ts + 1e6);
   const after = used();
   if (map.flowsOpen !== flows) throw new Error(`expected ${flows} open flows, got ${map.flowsOpen}`);
-  return { flows, bytesPerFlow: Math.round((after.all - before.all) / flows), heapBytesPerFlow: Math.round((after.heap - before.heap) / flows) };
+  return { flows, spreadSeconds, bytesPerFlow: Math.round((after.all - before.all) / flows), heapBytesPerFlow: Math.round((after.heap - before.heap) / flows) };
 }
 
 export interface FlowBenchReport {
   memory: ReturnType<typeof benchFlowMemory>;
+  memoryAllActive: ReturnType<typeof benchFlowMemory>;
   throughput: FlowBenchResult;
   throughputWithPayloads: FlowBenchResult;
 }
 
 /**
- * The flow stage's figures for bench/run.ts: bytes per flow with 1 M concurrent flows (needs
- * node --expose-gc), and packets/s without and with payload handling (inference + AppPayload copies).
+ * The flow stage's figures for bench/run.ts: bytes per flow with 1 M concurrent flows, opened
+ * over 100 s and all in one second (needs node --expose-gc), and packets/s without and with payload handling (inference + AppPayload copies).
  */
 export function benchFlow(concurrentFlows = 1_000_000): FlowBenchReport {
   const memory = benchFlowMemory(concurrentFlows); // first, before other runs leave garbage behind
+  const memoryAllActive = benchFlowMemory(concurrentFlows, 0);
   benchFlowThroughput(50_000); // warm-up
   return {
     memory,
+    memoryAllActive,
     throughput: benchFlowThroughput(),
     throughputWithPayloads: benchFlowThroughput(400_000, 2_000, 20, true),
   };

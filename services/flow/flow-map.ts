@@ -1,12 +1,14 @@
 // The flow map: MetaPacket batches in, per-second flow reports and L7 payloads out.
 // Packets are matched to flows by the bidirectional 5-tuple + VLAN + tunnel, through a chained
-// hash table over slot numbers; flow state lives in typed arrays (flow-slots.ts), so the
-// per-packet path allocates nothing except for payload packets (the AppPayload it emits).
+// hash table over slot numbers; flow state lives in typed arrays (flow-slots.ts), and reports
+// and payloads go out as one reused record each (flow-report.ts), so the per-packet path
+// allocates nothing unless a caller asks for object copies (onFlow / onAppPayload).
 // Time is the packets' own: `advance` and each packet's timestamp move the clock.
 import { flowtap } from '../../lib/proto';
 import { IPPROTO_TCP, IPPROTO_UDP, PacketBatch, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN } from '../../lib/packet-batch';
 import { FlowMapConfig, FlowTimeouts, flowMapConfig } from './flow-config';
 import { TimerWheel } from './timer-wheel';
+import { FlowReport, PayloadReport, toAppPayload, toFlow } from './flow-report';
 import { SERVER_L7, SERVER_SYNACK, ServiceTable, scoresClose, serverByPort } from './service-table';
 import * as S from './flow-slots';
 import {
@@ -20,11 +22,17 @@ import {
 /** Names the L7 protocol of a flow from one of its payloads ("" while unknown). */
 export type InferL7 = (flowId: number, payload: Uint8Array, fromClient: boolean, protocol: number, serverPort: number) => string;
 
+/**
+ * Where reports go. Each report is offered to the record callback (a reused record, valid only
+ * during the call: encode or copy it) and to the object callback (a fresh copy), whichever is set.
+ */
 export interface FlowMapOutputs {
   /** Every flow active in a second (report_time = that second), and once more when it closes. */
-  onFlow(flow: flowtap.IFlow): void;
+  onFlow?(flow: flowtap.IFlow): void;
+  onFlowReport?(report: FlowReport): void;
   /** Every packet with a captured L4 payload (the payload is a copy, safe to keep). */
   onAppPayload?(payload: flowtap.IAppPayload): void;
+  onPayloadReport?(payload: PayloadReport): void;
 }
 
 /**
@@ -67,17 +75,20 @@ export class FlowMap {
   private readonly wheel: TimerWheel;
   private buckets: Int32Array;      // slot + 1 of the chain head (0: empty)
   private bucketMask: number;
-  private freeSlots: Int32Array;
-  private freeCount = 0;
+  private freeHead = 0;             // slot + 1 of the first free slot, chained through U_CHAIN (0: none)
   private used = 0;
-  private active: Int32Array;       // slots with packets in the current second
-  private activeCount = 0;
+  /** Per-second counters of the flows with packets in the current second. */
+  private readonly deltas = new S.DeltaRows();
+  private readonly flowReport = new FlowReport();
+  private readonly payloadReport = new PayloadReport();
+  private readonly wantPayloads: boolean;
   private curSec = -1;
   private clockUs = 0;
   private nextFlowId = 1;
   /** Set by createFlow: whether the packet that opened the flow came from its client. */
   private createdFromClient = true;
   private readonly expireSlot = (slot: number) => this.closeByTimeout(slot);
+  private readonly deadlineOf = (slot: number) => this.slots.f64[slot * S.F64_STRIDE + S.F_END_US] + this.timeoutOf(slot);
 
   constructor(
     private readonly outputs: FlowMapOutputs,
@@ -89,10 +100,9 @@ export class FlowMap {
     const cap = Math.max(1, Math.min(INITIAL_CAPACITY, this.config.maxFlows));
     this.slots = new S.FlowSlots(cap);
     this.services = new ServiceTable(this.config.serviceTableSize);
-    this.wheel = new TimerWheel(cap);
-    this.freeSlots = new Int32Array(cap);
-    for (let s = cap - 1; s >= 0; s--) this.freeSlots[this.freeCount++] = s;
-    this.active = new Int32Array(cap);
+    this.wheel = new TimerWheel(cap, this.deadlineOf);
+    for (let s = cap - 1; s >= 0; s--) this.pushFree(s);
+    this.wantPayloads = this.config.emitPayloads && (outputs.onAppPayload !== undefined || outputs.onPayloadReport !== undefined);
     this.bucketMask = 0;
     this.buckets = new Int32Array(0);
     this.rebuildBuckets(cap);
@@ -129,9 +139,9 @@ export class FlowMap {
   flush(): void {
     if (this.curSec < 0) return;
     this.emitSecond(this.curSec);
-    const u = this.slots.u32;
+    const b = this.slots.u8;
     for (let slot = 0; slot < this.slots.capacity; slot++) {
-      if (u[slot * S.U32_STRIDE + S.U_IPVER] !== 0) this.closeByTimeout(slot);
+      if (b[slot * S.U8_STRIDE + S.B_IPVER] !== 0) this.closeByTimeout(slot);
     }
   }
 
@@ -167,19 +177,21 @@ export class FlowMap {
     // Find the flow and the packet's direction in it.
     const u = this.slots.u32;
     const ip = this.slots.ip;
+    const key = S.keyOf(proto, tunType, vlan);
+    const portsFwd = (sport | (dport << 16)) >>> 0;
+    const portsRev = (dport | (sport << 16)) >>> 0;
     let slot = -1;
     let fromClient = true;
     for (let s = this.buckets[hash & this.bucketMask] - 1; s >= 0; s = u[s * S.U32_STRIDE + S.U_CHAIN] - 1) {
       const ub = s * S.U32_STRIDE;
-      if (u[ub + S.U_HASH] !== hash || u[ub + S.U_PROTO] !== proto || u[ub + S.U_VLAN] !== vlan
-        || u[ub + S.U_TUN_TYPE] !== tunType || u[ub + S.U_TUN_ID] !== tunId) continue;
+      if (u[ub + S.U_HASH] !== hash || u[ub + S.U_KEY] !== key || u[ub + S.U_TUN_ID] !== tunId) continue;
       const ib = s * S.IP_STRIDE;
-      if (u[ub + S.U_PORT0] === sport && u[ub + S.U_PORT1] === dport
+      if (u[ub + S.U_PORTS] === portsFwd
         && ip[ib] === src[o] && ip[ib + 1] === src[o + 1] && ip[ib + 2] === src[o + 2] && ip[ib + 3] === src[o + 3]
         && ip[ib + 4] === dst[o] && ip[ib + 5] === dst[o + 1] && ip[ib + 6] === dst[o + 2] && ip[ib + 7] === dst[o + 3]) {
         slot = s; fromClient = true; break;
       }
-      if (u[ub + S.U_PORT0] === dport && u[ub + S.U_PORT1] === sport
+      if (u[ub + S.U_PORTS] === portsRev
         && ip[ib] === dst[o] && ip[ib + 1] === dst[o + 1] && ip[ib + 2] === dst[o + 2] && ip[ib + 3] === dst[o + 3]
         && ip[ib + 4] === src[o] && ip[ib + 5] === src[o + 1] && ip[ib + 6] === src[o + 2] && ip[ib + 7] === src[o + 3]) {
         slot = s; fromClient = false; break;
@@ -189,7 +201,7 @@ export class FlowMap {
     // A SYN on a finished 5-tuple, or with a new ISN on an established one, starts a new flow.
     if (slot >= 0 && (flags & (TCP_SYN | TCP_ACK)) === TCP_SYN) {
       const ub = slot * S.U32_STRIDE;
-      const state = u[ub + S.U_STATE];
+      const state = this.slots.u8[slot * S.U8_STRIDE + S.B_STATE];
       if (state === STATE_CLOSING || state === STATE_CLOSED || state === STATE_RESET) {
         this.closeByTimeout(slot);
         slot = -1;
@@ -213,47 +225,57 @@ export class FlowMap {
     const fb = slot * S.F64_STRIDE;
     const ub = slot * S.U32_STRIDE;
     const l4 = b.l4PayloadLen[i];
+    let row = u[ub + S.U_DELTA_ROW] - 1;
+    if (row < 0) {
+      row = this.deltas.take(slot);
+      u[ub + S.U_DELTA_ROW] = row + 1;
+    }
+    const df = this.deltas.f64;
+    const db = row * S.DF64_STRIDE;
+    const du = this.deltas.u32;
+    const dub = row * S.DU32_STRIDE;
     if (fromClient) {
-      f64[fb + S.F_PKT_TX]++;
-      f64[fb + S.F_BYTE_TX] += b.frameLen[i];
-      f64[fb + S.F_L3_TX] += b.l3Len[i];
-      f64[fb + S.F_L4_TX] += l4;
-      u[ub + S.U_FLAGS_TX] |= flags;
+      df[db + S.D_PKT_TX]++;
+      df[db + S.D_BYTE_TX] += b.frameLen[i];
+      df[db + S.D_L3_TX] += b.l3Len[i];
+      df[db + S.D_L4_TX] += l4;
+      du[dub + S.DU_FLAGS_TX] |= flags;
     } else {
-      f64[fb + S.F_PKT_RX]++;
-      f64[fb + S.F_BYTE_RX] += b.frameLen[i];
-      f64[fb + S.F_L3_RX] += b.l3Len[i];
-      f64[fb + S.F_L4_RX] += l4;
-      u[ub + S.U_FLAGS_RX] |= flags;
+      df[db + S.D_PKT_RX]++;
+      df[db + S.D_BYTE_RX] += b.frameLen[i];
+      df[db + S.D_L3_RX] += b.l3Len[i];
+      df[db + S.D_L4_RX] += l4;
+      du[dub + S.DU_FLAGS_RX] |= flags;
     }
     if (ts > f64[fb + S.F_END_US]) f64[fb + S.F_END_US] = ts;
-    if (u[ub + S.U_ACTIVE_POS] === 0) {
-      this.active[this.activeCount++] = slot;
-      u[ub + S.U_ACTIVE_POS] = this.activeCount;
-    }
-    const proto = u[ub + S.U_PROTO];
-    if (proto === IPPROTO_TCP) this.tcpUpdate(slot, b, i, ts, fromClient, flags);
+    const proto = u[ub + S.U_KEY] & 0xff;
+    if (proto === IPPROTO_TCP) this.tcpUpdate(slot, row, b, i, ts, fromClient, flags);
     if (l4 > 0) {
-      this.responseTimes(slot, ts, fromClient);
+      this.responseTimes(slot, row, ts, fromClient);
       if (b.payloadCap[i] > 0) this.payload(slot, b, i, ts, fromClient);
     }
-    this.wheel.schedule(slot, f64[fb + S.F_END_US] + this.timeoutOf(slot));
+    this.wheel.schedule(slot, this.deadlineOf(slot));
   }
 
   /** The TCP state machine, handshake RTT, SRT and the sequence analysis of one packet. */
-  private tcpUpdate(slot: number, b: PacketBatch, i: number, ts: number, fromClient: boolean, flags: number): void {
+  private tcpUpdate(slot: number, row: number, b: PacketBatch, i: number, ts: number, fromClient: boolean, flags: number): void {
     const f64 = this.slots.f64;
     const u = this.slots.u32;
     const fb = slot * S.F64_STRIDE;
     const ub = slot * S.U32_STRIDE;
+    const bb = slot * S.U8_STRIDE;
+    const df = this.deltas.f64;
+    const db = row * S.DF64_STRIDE;
+    const du = this.deltas.u32;
+    const dub = row * S.DU32_STRIDE;
     const syn = (flags & TCP_SYN) !== 0;
     const ack = (flags & TCP_ACK) !== 0;
     const seq = b.tcpSeq[i];
-    let state = u[ub + S.U_STATE];
+    let state = this.slots.u8[bb + S.B_STATE];
     let marks = u[ub + S.U_MARKS];
 
     if (syn && !ack) {
-      u[ub + S.U_SYN]++;
+      du[dub + S.DU_SYN]++;
       u[ub + S.U_SYN_TOTAL]++;
       if (!(marks & MARK_SYN_SEEN)) {
         marks |= MARK_SYN_SEEN;
@@ -263,29 +285,29 @@ export class FlowMap {
       } else {
         // Measure the handshake from the SYN that got answered (the latest), as tshark does.
         if (state === STATE_SYN_SENT && fromClient) f64[fb + S.F_SYN_US] = ts;
-        u[ub + S.U_RETRANS_SYN]++;
+        du[dub + S.DU_RETRANS_SYN]++;
       }
     } else if (syn && ack) {
-      u[ub + S.U_SYNACK]++;
+      du[dub + S.DU_SYNACK]++;
       u[ub + S.U_SYNACK_TOTAL]++;
       if (u[ub + S.U_SYNACK_TOTAL] === 1) this.services.markServer(b.ipSrc32, i * 4, b.portSrc[i], IPPROTO_TCP, SERVER_SYNACK);
       if (u[ub + S.U_SYNACK_TOTAL] > 1) {
-        u[ub + S.U_RETRANS_SYNACK]++;
+        du[dub + S.DU_RETRANS_SYNACK]++;
         if (state === STATE_ESTABLISHED && (marks & MARK_SYN_SEEN)) marks |= MARK_QUEUE_LACK;
       } else if (state === STATE_NONE || state === STATE_SYN_SENT) {
         state = STATE_SYN_RECEIVED;
         f64[fb + S.F_SYNACK_US] = ts;
         if (f64[fb + S.F_SYN_US] > 0) {
-          f64[fb + S.F_RTT_SERVER] = ts - f64[fb + S.F_SYN_US];
-          u[ub + S.U_RTT_SERVER_N] = 1;
+          df[db + S.D_RTT_SERVER] = ts - f64[fb + S.F_SYN_US];
+          du[dub + S.DU_RTT_SERVER_N] = 1;
         }
       }
     } else if (ack && !(flags & TCP_RST) && fromClient && state === STATE_SYN_RECEIVED) {
       state = STATE_ESTABLISHED;
       const synAck = f64[fb + S.F_SYNACK_US];
       if (synAck > 0) {
-        f64[fb + S.F_RTT_CLIENT] = ts - synAck;
-        u[ub + S.U_RTT_CLIENT_N] = 1;
+        df[db + S.D_RTT_CLIENT] = ts - synAck;
+        du[dub + S.DU_RTT_CLIENT_N] = 1;
       }
     }
     // Handshake rtt as tshark's initial_rtt: from the latest SYN to the first later segment that
@@ -296,24 +318,23 @@ export class FlowMap {
       marks |= MARK_RTT_DONE;
       const rtt = ts - f64[fb + S.F_SYN_US];
       if (rtt > 0) {
-        f64[fb + S.F_RTT] = rtt;
+        df[db + S.D_RTT] = rtt;
         u[ub + S.U_IRTT] = Math.min(rtt, 0xffffffff);
       }
     }
     if (state === STATE_NONE) state = STATE_ESTABLISHED; // start not captured: mid-stream
     if (flags & TCP_FIN) {
-      u[ub + S.U_FIN]++;
+      du[dub + S.DU_FIN]++;
       marks |= fromClient ? MARK_FIN_CLIENT : MARK_FIN_SERVER;
       if (state !== STATE_RESET) {
         state = (marks & (MARK_FIN_CLIENT | MARK_FIN_SERVER)) === (MARK_FIN_CLIENT | MARK_FIN_SERVER) ? STATE_CLOSED : STATE_CLOSING;
       }
     }
     if ((flags & TCP_RST) && state !== STATE_RESET) {
-      u[ub + S.U_RST_CLOSE] = closeTypeOfRst(state, fromClient);
+      this.slots.u8[bb + S.B_RST_CLOSE] = closeTypeOfRst(state, fromClient);
       if (state === STATE_SYN_SENT || state === STATE_SYN_RECEIVED) marks |= MARK_RST_OPENING;
       state = STATE_RESET;
     }
-
     // Sequence analysis. A segment that starts below the highest sequence seen in its direction
     // is a (fast) retransmission when it starts where the peer's 2+ duplicate ACKs point; else
     // it is out of order when it came within one handshake rtt (3 ms when unknown) of the segment
@@ -325,7 +346,7 @@ export class FlowMap {
     const ownZwin = fromClient ? MARK_ZWIN_CLIENT : MARK_ZWIN_SERVER;
     const peerZwin = fromClient ? MARK_ZWIN_SERVER : MARK_ZWIN_CLIENT;
     if (!(flags & (TCP_SYN | TCP_FIN | TCP_RST))) {
-      if (b.tcpWindow[i] === 0) { u[ub + (fromClient ? S.U_ZWIN_TX : S.U_ZWIN_RX)]++; marks |= ownZwin; } else marks &= ~ownZwin;
+      if (b.tcpWindow[i] === 0) { du[dub + (fromClient ? S.DU_ZWIN_TX : S.DU_ZWIN_RX)]++; marks |= ownZwin; } else marks &= ~ownZwin;
     }
     const segLen = l4 + (syn ? 1 : 0) + (fin ? 1 : 0);
     // A zero-window probe (one byte at the next sequence while the peer's window is 0) is not
@@ -367,11 +388,11 @@ export class FlowMap {
           if (keepAlive) {
             // neither
           } else if (fastRetrans) {
-            u[ub + (fromClient ? S.U_RETRANS_TX : S.U_RETRANS_RX)]++;
+            du[dub + (fromClient ? S.DU_RETRANS_TX : S.DU_RETRANS_RX)]++;
           } else if (ts - f64[timeIdx] < oooWindow && end !== next) {
-            u[ub + (fromClient ? S.U_OOO_TX : S.U_OOO_RX)]++;
+            du[dub + (fromClient ? S.DU_OOO_TX : S.DU_OOO_RX)]++;
           } else {
-            u[ub + (fromClient ? S.U_RETRANS_TX : S.U_RETRANS_RX)]++;
+            du[dub + (fromClient ? S.DU_RETRANS_TX : S.DU_RETRANS_RX)]++;
           }
         }
         if (((end - next) | 0) > 0) { u[nextIdx] = end; f64[timeIdx] = ts; }
@@ -389,38 +410,42 @@ export class FlowMap {
     if (!fromClient && ack && (marks & MARK_SRT_PENDING) && (marks & MARK_SEQ_CLIENT)
       && ((b.tcpAck[i] - u[ub + S.U_NEXT_SEQ_TX]) | 0) >= 0) {
       const srt = ts - f64[fb + S.F_LAST_TX_PAYLOAD_US];
-      f64[fb + S.F_SRT_SUM] += srt;
-      if (srt > f64[fb + S.F_SRT_MAX]) f64[fb + S.F_SRT_MAX] = srt;
-      u[ub + S.U_SRT_N]++;
+      df[db + S.D_SRT_SUM] += srt;
+      if (srt > df[db + S.D_SRT_MAX]) df[db + S.D_SRT_MAX] = srt;
+      du[dub + S.DU_SRT_N]++;
       marks &= ~MARK_SRT_PENDING;
     }
-    u[ub + S.U_STATE] = state;
+    this.slots.u8[bb + S.B_STATE] = state;
     u[ub + S.U_MARKS] = marks;
   }
 
   /** ART (client data -> server's first data) and CIT (server data -> client's next data). */
-  private responseTimes(slot: number, ts: number, fromClient: boolean): void {
+  private responseTimes(slot: number, row: number, ts: number, fromClient: boolean): void {
     const f64 = this.slots.f64;
     const u = this.slots.u32;
     const fb = slot * S.F64_STRIDE;
     const ub = slot * S.U32_STRIDE;
+    const df = this.deltas.f64;
+    const db = row * S.DF64_STRIDE;
+    const du = this.deltas.u32;
+    const dub = row * S.DU32_STRIDE;
     let marks = u[ub + S.U_MARKS];
     if (fromClient) {
       if ((marks & MARK_LAST_PAYLOAD_SERVER) && f64[fb + S.F_LAST_RX_PAYLOAD_US] > 0) {
         const cit = ts - f64[fb + S.F_LAST_RX_PAYLOAD_US];
-        f64[fb + S.F_CIT_SUM] += cit;
-        if (cit > f64[fb + S.F_CIT_MAX]) f64[fb + S.F_CIT_MAX] = cit;
-        u[ub + S.U_CIT_N]++;
+        df[db + S.D_CIT_SUM] += cit;
+        if (cit > df[db + S.D_CIT_MAX]) df[db + S.D_CIT_MAX] = cit;
+        du[dub + S.DU_CIT_N]++;
       }
       f64[fb + S.F_LAST_TX_PAYLOAD_US] = ts;
       marks = (marks & ~MARK_LAST_PAYLOAD_SERVER) | MARK_ANY_PAYLOAD;
-      if (u[ub + S.U_PROTO] === IPPROTO_TCP) marks |= MARK_SRT_PENDING;
+      if ((u[ub + S.U_KEY] & 0xff) === IPPROTO_TCP) marks |= MARK_SRT_PENDING;
     } else {
       if (!(marks & MARK_LAST_PAYLOAD_SERVER) && (marks & MARK_ANY_PAYLOAD) && f64[fb + S.F_LAST_TX_PAYLOAD_US] > 0) {
         const art = ts - f64[fb + S.F_LAST_TX_PAYLOAD_US];
-        f64[fb + S.F_ART_SUM] += art;
-        if (art > f64[fb + S.F_ART_MAX]) f64[fb + S.F_ART_MAX] = art;
-        u[ub + S.U_ART_N]++;
+        df[db + S.D_ART_SUM] += art;
+        if (art > df[db + S.D_ART_MAX]) df[db + S.D_ART_MAX] = art;
+        du[dub + S.DU_ART_N]++;
       }
       f64[fb + S.F_LAST_RX_PAYLOAD_US] = ts;
       marks |= MARK_LAST_PAYLOAD_SERVER | MARK_ANY_PAYLOAD;
@@ -429,41 +454,46 @@ export class FlowMap {
   }
 
   private payload(slot: number, b: PacketBatch, i: number, ts: number, fromClient: boolean): void {
-    const u = this.slots.u32;
+    const sl = this.slots;
+    const u = sl.u32;
     const ub = slot * S.U32_STRIDE;
-    const flowId = this.slots.f64[slot * S.F64_STRIDE + S.F_FLOW_ID];
-    const wantInfer = this.slots.l7[slot] === '' && this.infer !== undefined && u[ub + S.U_INFER_TRIES] < this.config.inferMaxAttempts;
-    const wantPayload = this.config.emitPayloads && this.outputs.onAppPayload !== undefined;
-    if (!wantInfer && !wantPayload) return;
-    const data = b.payload(i);
+    const bb = slot * S.U8_STRIDE;
+    const flowId = sl.f64[slot * S.F64_STRIDE + S.F_FLOW_ID];
+    const wantInfer = sl.u8[bb + S.B_L7] === 0 && this.infer !== undefined && u[ub + S.U_INFER_TRIES] < this.config.inferMaxAttempts;
+    if (!wantInfer && !this.wantPayloads) return;
     if (wantInfer && this.infer) {
       u[ub + S.U_INFER_TRIES]++;
-      const name = this.infer(flowId, data, fromClient, u[ub + S.U_PROTO], u[ub + S.U_PORT1]);
+      const name = this.infer(flowId, b.payload(i), fromClient, u[ub + S.U_KEY] & 0xff, u[ub + S.U_PORTS] >>> 16);
       if (name) {
-        this.slots.l7[slot] = name;
+        sl.setL7(slot, name);
         if (this.config.lastPayloadKind) fromClient = this.l7Direction(slot, fromClient, this.config.lastPayloadKind());
       }
     }
-    if (!wantPayload || !this.outputs.onAppPayload) return;
+    if (!this.wantPayloads) return;
     this.totals.payloads++;
-    this.outputs.onAppPayload({
-      flow_id: flowId,
-      timestamp_us: ts,
-      ip_version: u[ub + S.U_IPVER],
-      ip_0: this.slots.ipOf(slot, 0),
-      ip_1: this.slots.ipOf(slot, 1),
-      client_port: u[ub + S.U_PORT0],
-      server_port: u[ub + S.U_PORT1],
-      protocol: u[ub + S.U_PROTO],
-      from_client: fromClient,
-      l7_protocol: this.slots.l7[slot],
-      tcp_seq: b.tcpSeq[i],
-      payload_len: b.l4PayloadLen[i],
-      payload: Buffer.from(data),
-      vlan: u[ub + S.U_VLAN],
-      tunnel_type: u[ub + S.U_TUN_TYPE],
-      tunnel_id: u[ub + S.U_TUN_ID],
-    });
+    const p = this.payloadReport;
+    const ports = u[ub + S.U_PORTS];
+    const key = u[ub + S.U_KEY];
+    p.flow_id = flowId;
+    p.timestamp_us = ts;
+    p.ip_version = sl.u8[bb + S.B_IPVER];
+    p.ipBytes = sl.ipBytes;
+    p.ipOffset = slot * S.IP_STRIDE * 4;
+    p.client_port = ports & 0xffff;
+    p.server_port = ports >>> 16;
+    p.protocol = key & 0xff;
+    p.from_client = fromClient;
+    p.l7_protocol = sl.l7Names[sl.u8[bb + S.B_L7]];
+    p.tcp_seq = b.tcpSeq[i];
+    p.payload_len = b.l4PayloadLen[i];
+    p.payloadBytes = b.payloadData;
+    p.payloadOffset = b.payloadOffset[i];
+    p.payloadCap = b.payloadCap[i];
+    p.vlan = key >>> 16;
+    p.tunnel_type = (key >>> 8) & 0xff;
+    p.tunnel_id = u[ub + S.U_TUN_ID];
+    if (this.outputs.onPayloadReport) this.outputs.onPayloadReport(p);
+    if (this.outputs.onAppPayload) this.outputs.onAppPayload(toAppPayload(p));
   }
 
   /**
@@ -478,18 +508,24 @@ export class FlowMap {
     const ub = slot * S.U32_STRIDE;
     if ((u[ub + S.U_MARKS] & MARK_SYN_SEEN) || u[ub + S.U_SYNACK_TOTAL] > 0) return fromClient;
     // A configured server port outranks a parser's reading.
-    if (this.config.serverPorts.has(u[ub + S.U_PORT0]) || this.config.serverPorts.has(u[ub + S.U_PORT1])) return fromClient;
+    const clientPort = u[ub + S.U_PORTS] & 0xffff, serverPort = u[ub + S.U_PORTS] >>> 16;
+    if (this.config.serverPorts.has(clientPort) || this.config.serverPorts.has(serverPort)) return fromClient;
     const senderIsClient = kind === 1;
     let serverSide = 1;
     if (senderIsClient !== fromClient) {
       if (u[ub + S.U_MARKS] & MARK_NEW_REPORTED) serverSide = 0; // already reported: only learn
       else { this.swapDirection(slot); fromClient = !fromClient; this.totals.directionsCorrected++; }
     }
-    this.services.markServer(this.slots.ip, slot * S.IP_STRIDE + serverSide * 4, u[ub + S.U_PORT0 + serverSide], u[ub + S.U_PROTO], SERVER_L7);
+    const ports = u[ub + S.U_PORTS];
+    this.services.markServer(this.slots.ip, slot * S.IP_STRIDE + serverSide * 4, serverSide === 0 ? ports & 0xffff : ports >>> 16,
+      u[ub + S.U_KEY] & 0xff, SERVER_L7);
     return fromClient;
   }
 
-  /** Exchanges client and server of a flow not yet reported (its key hash is symmetric, so it stays in its bucket). */
+  /**
+   * Exchanges client and server of a flow not yet reported (its key hash is symmetric, so it
+   * stays in its bucket). Only called on a packet of the flow, so it has a delta row.
+   */
   private swapDirection(slot: number): void {
     const f = this.slots.f64;
     const u = this.slots.u32;
@@ -497,17 +533,25 @@ export class FlowMap {
     const fb = slot * S.F64_STRIDE;
     const ub = slot * S.U32_STRIDE;
     const ib = slot * S.IP_STRIDE;
+    const row = u[ub + S.U_DELTA_ROW] - 1;
+    const df = this.deltas.f64;
+    const db = row * S.DF64_STRIDE;
+    const du = this.deltas.u32;
+    const dub = row * S.DU32_STRIDE;
     const swapF = (a: number, b: number) => { const t = f[fb + a]; f[fb + a] = f[fb + b]; f[fb + b] = t; };
     const swapU = (a: number, b: number) => { const t = u[ub + a]; u[ub + a] = u[ub + b]; u[ub + b] = t; };
+    const swapDF = (a: number, b: number) => { const t = df[db + a]; df[db + a] = df[db + b]; df[db + b] = t; };
+    const swapDU = (a: number, b: number) => { const t = du[dub + a]; du[dub + a] = du[dub + b]; du[dub + b] = t; };
     for (let k = 0; k < 4; k++) { const t = ip[ib + k]; ip[ib + k] = ip[ib + 4 + k]; ip[ib + 4 + k] = t; }
-    swapU(S.U_PORT0, S.U_PORT1);
-    swapF(S.F_PKT_TX, S.F_PKT_RX); swapF(S.F_BYTE_TX, S.F_BYTE_RX); swapF(S.F_L3_TX, S.F_L3_RX); swapF(S.F_L4_TX, S.F_L4_RX);
+    const ports = u[ub + S.U_PORTS];
+    u[ub + S.U_PORTS] = ((ports >>> 16) | (ports << 16)) >>> 0;
+    swapDF(S.D_PKT_TX, S.D_PKT_RX); swapDF(S.D_BYTE_TX, S.D_BYTE_RX); swapDF(S.D_L3_TX, S.D_L3_RX); swapDF(S.D_L4_TX, S.D_L4_RX);
     swapF(S.F_LAST_TX_PAYLOAD_US, S.F_LAST_RX_PAYLOAD_US); swapF(S.F_NEXT_SEQ_TIME_TX, S.F_NEXT_SEQ_TIME_RX);
-    swapU(S.U_FLAGS_TX, S.U_FLAGS_RX); swapU(S.U_NEXT_SEQ_TX, S.U_NEXT_SEQ_RX); swapU(S.U_RETRANS_TX, S.U_RETRANS_RX);
-    swapU(S.U_ZWIN_TX, S.U_ZWIN_RX); swapU(S.U_OOO_TX, S.U_OOO_RX); swapU(S.U_LAST_ACK_TX, S.U_LAST_ACK_RX);
+    swapDU(S.DU_FLAGS_TX, S.DU_FLAGS_RX); swapU(S.U_NEXT_SEQ_TX, S.U_NEXT_SEQ_RX); swapDU(S.DU_RETRANS_TX, S.DU_RETRANS_RX);
+    swapDU(S.DU_ZWIN_TX, S.DU_ZWIN_RX); swapDU(S.DU_OOO_TX, S.DU_OOO_RX); swapU(S.U_LAST_ACK_TX, S.U_LAST_ACK_RX);
     // Response times measured with the roles the wrong way round mean nothing: drop them.
-    for (const k of [S.F_SRT_SUM, S.F_SRT_MAX, S.F_ART_SUM, S.F_ART_MAX, S.F_CIT_SUM, S.F_CIT_MAX]) f[fb + k] = 0;
-    u[ub + S.U_SRT_N] = 0; u[ub + S.U_ART_N] = 0; u[ub + S.U_CIT_N] = 0;
+    for (const k of [S.D_SRT_SUM, S.D_SRT_MAX, S.D_ART_SUM, S.D_ART_MAX, S.D_CIT_SUM, S.D_CIT_MAX]) df[db + k] = 0;
+    du[dub + S.DU_SRT_N] = 0; du[dub + S.DU_ART_N] = 0; du[dub + S.DU_CIT_N] = 0;
     let m = u[ub + S.U_MARKS];
     const swapBits = (x: number, y: number) => {
       const hx = (m & x) !== 0, hy = (m & y) !== 0;
@@ -523,33 +567,40 @@ export class FlowMap {
     m ^= MARK_LAST_PAYLOAD_SERVER;
     m &= ~MARK_SRT_PENDING;
     u[ub + S.U_MARKS] = m;
-    if (u[ub + S.U_RST_CLOSE] !== 0) u[ub + S.U_RST_CLOSE] = oppositeRstClose(u[ub + S.U_RST_CLOSE]);
+    const bb = slot * S.U8_STRIDE;
+    const rst = this.slots.u8[bb + S.B_RST_CLOSE];
+    if (rst !== 0) this.slots.u8[bb + S.B_RST_CLOSE] = oppositeRstClose(rst);
   }
 
   private timeoutOf(slot: number): number {
     const t: FlowTimeouts = this.config.timeouts;
-    const ub = slot * S.U32_STRIDE;
-    const proto = this.slots.u32[ub + S.U_PROTO];
+    const proto = this.slots.u32[slot * S.U32_STRIDE + S.U_KEY] & 0xff;
     if (proto === IPPROTO_UDP) return t.udpUs;
     if (proto !== IPPROTO_TCP) return t.otherUs;
-    switch (this.slots.u32[ub + S.U_STATE]) {
+    switch (this.slots.u8[slot * S.U8_STRIDE + S.B_STATE]) {
       case STATE_SYN_SENT:
       case STATE_SYN_RECEIVED: return t.openingUs;
       case STATE_ESTABLISHED: return t.establishedUs;
       case STATE_CLOSING: return t.closingUs;
       case STATE_CLOSED: return t.finUs;
-      case STATE_RESET: return this.slots.u32[ub + S.U_MARKS] & MARK_RST_OPENING ? t.openingRstUs : t.rstUs;
+      case STATE_RESET: return this.slots.u32[slot * S.U32_STRIDE + S.U_MARKS] & MARK_RST_OPENING ? t.openingRstUs : t.rstUs;
       default: return t.otherUs;
     }
   }
 
+  private pushFree(slot: number): void {
+    this.slots.u32[slot * S.U32_STRIDE + S.U_CHAIN] = this.freeHead;
+    this.freeHead = slot + 1;
+  }
+
   /** Takes a free slot (growing the tables up to maxFlows) and fills the flow's key; -1 when full. */
   private createFlow(b: PacketBatch, i: number, hash: number, flags: number): number {
-    if (this.freeCount === 0 && !this.growSlots()) return -1;
-    const slot = this.freeSlots[--this.freeCount];
+    if (this.freeHead === 0 && !this.growSlots()) return -1;
+    const slot = this.freeHead - 1;
+    const sl = this.slots;
+    this.freeHead = sl.u32[slot * S.U32_STRIDE + S.U_CHAIN];
     this.used++;
     this.totals.flowsCreated++;
-    const sl = this.slots;
     sl.clear(slot);
     const sport = b.portSrc[i];
     const dport = b.portDst[i];
@@ -568,14 +619,11 @@ export class FlowMap {
     for (let k = 0; k < 4; k++) { sl.ip[ib + k] = client[o + k]; sl.ip[ib + 4 + k] = server[o + k]; }
     const u = sl.u32;
     u[ub + S.U_HASH] = hash;
-    u[ub + S.U_PORT0] = srcIsClient ? sport : dport;
-    u[ub + S.U_PORT1] = srcIsClient ? dport : sport;
-    u[ub + S.U_PROTO] = b.protocol[i];
-    u[ub + S.U_IPVER] = b.ipVersion[i];
-    u[ub + S.U_VLAN] = this.config.vlanInKey ? b.vlan[i] : 0;
-    u[ub + S.U_TUN_TYPE] = b.tunnelType[i];
+    u[ub + S.U_PORTS] = srcIsClient ? (sport | (dport << 16)) >>> 0 : (dport | (sport << 16)) >>> 0;
+    u[ub + S.U_KEY] = S.keyOf(proto, b.tunnelType[i], this.config.vlanInKey ? b.vlan[i] : 0);
     u[ub + S.U_TUN_ID] = b.tunnelId[i];
-    u[ub + S.U_STATE] = STATE_NONE;
+    sl.u8[slot * S.U8_STRIDE + S.B_IPVER] = b.ipVersion[i];
+    sl.u8[slot * S.U8_STRIDE + S.B_STATE] = STATE_NONE;
     const fb = slot * S.F64_STRIDE;
     sl.f64[fb + S.F_START_US] = b.timestampUs[i];
     sl.f64[fb + S.F_END_US] = b.timestampUs[i];
@@ -585,7 +633,6 @@ export class FlowMap {
     this.buckets[bucket] = slot + 1;
     return slot;
   }
-
   /**
    * Who is the client when a flow starts with this packet: the SYN's sender, the SYN-ACK's
    * receiver. Without either: a configured server port; else the endpoint with the clearly
@@ -619,13 +666,7 @@ export class FlowMap {
     if (cap <= old) return false;
     this.slots.grow(cap);
     this.wheel.grow(cap);
-    const free = new Int32Array(cap);
-    free.set(this.freeSlots.subarray(0, this.freeCount));
-    this.freeSlots = free;
-    for (let s = cap - 1; s >= old; s--) this.freeSlots[this.freeCount++] = s;
-    const active = new Int32Array(cap);
-    active.set(this.active.subarray(0, this.activeCount));
-    this.active = active;
+    for (let s = cap - 1; s >= old; s--) this.pushFree(s);
     this.rebuildBuckets(cap);
     return true;
   }
@@ -637,8 +678,8 @@ export class FlowMap {
     this.bucketMask = size - 1;
     const u = this.slots.u32;
     for (let s = 0; s < this.slots.capacity; s++) {
+      if (this.slots.u8[s * S.U8_STRIDE + S.B_IPVER] === 0) continue;
       const ub = s * S.U32_STRIDE;
-      if (u[ub + S.U_IPVER] === 0) continue;
       const bucket = u[ub + S.U_HASH] & this.bucketMask;
       u[ub + S.U_CHAIN] = this.buckets[bucket];
       this.buckets[bucket] = s + 1;
@@ -647,20 +688,21 @@ export class FlowMap {
 
   private emitSecond(sec: number): void {
     const u = this.slots.u32;
-    const n = this.activeCount;
-    this.activeCount = 0;
-    for (let k = 0; k < n; k++) {
-      const slot = this.active[k];
-      u[slot * S.U32_STRIDE + S.U_ACTIVE_POS] = 0;
-      this.outputs.onFlow(this.report(slot, sec, 0));
+    const rows = this.deltas;
+    for (let row = 0; row < rows.count; row++) {
+      const slot = rows.slotOf[row];
+      u[slot * S.U32_STRIDE + S.U_DELTA_ROW] = 0;
+      this.report(slot, row, sec, 0);
     }
+    rows.releaseAll();
   }
 
   private closeByTimeout(slot: number): void {
-    const ub = slot * S.U32_STRIDE;
     const u = this.slots.u32;
-    const code = closeTypeOfTimeout(u[ub + S.U_STATE], u[ub + S.U_MARKS], u[ub + S.U_SYN_TOTAL],
-      u[ub + S.U_SYNACK_TOTAL], u[ub + S.U_RST_CLOSE]);
+    const bb = slot * S.U8_STRIDE;
+    const ub = slot * S.U32_STRIDE;
+    const code = closeTypeOfTimeout(this.slots.u8[bb + S.B_STATE], u[ub + S.U_MARKS], u[ub + S.U_SYN_TOTAL],
+      u[ub + S.U_SYNACK_TOTAL], this.slots.u8[bb + S.B_RST_CLOSE]);
     this.close(slot, code, this.curSec);
   }
 
@@ -668,14 +710,13 @@ export class FlowMap {
     const u = this.slots.u32;
     const ub = slot * S.U32_STRIDE;
     this.wheel.cancel(slot);
-    const pos = u[ub + S.U_ACTIVE_POS];
-    if (pos !== 0) {
-      const last = this.active[--this.activeCount];
-      this.active[pos - 1] = last;
-      u[last * S.U32_STRIDE + S.U_ACTIVE_POS] = pos;
-      u[ub + S.U_ACTIVE_POS] = 0;
+    const row = u[ub + S.U_DELTA_ROW] - 1;
+    this.report(slot, row, reportSec, closeCode);
+    if (row >= 0) {
+      u[ub + S.U_DELTA_ROW] = 0;
+      const moved = this.deltas.release(row);
+      if (moved >= 0) u[moved * S.U32_STRIDE + S.U_DELTA_ROW] = row + 1;
     }
-    this.outputs.onFlow(this.report(slot, reportSec, closeCode));
     // Unlink from its hash chain.
     const bucket = u[ub + S.U_HASH] & this.bucketMask;
     let prev = -1;
@@ -687,79 +728,97 @@ export class FlowMap {
       }
       prev = s;
     }
-    u[ub + S.U_IPVER] = 0; // marks the slot free
-    this.freeSlots[this.freeCount++] = slot;
+    this.slots.u8[slot * S.U8_STRIDE + S.B_IPVER] = 0; // marks the slot free
+    this.pushFree(slot);
     this.used--;
     this.totals.flowsClosed++;
   }
 
-  /** Builds the report of a slot's deltas since its previous report, and clears them. */
-  private report(slot: number, reportSec: number, closeCode: number): flowtap.IFlow {
+  /** Reports a slot's counters since its previous report (`row`: its delta row, -1 when idle this second). */
+  private report(slot: number, row: number, reportSec: number, closeCode: number): void {
     const sl = this.slots;
     const f = sl.f64;
     const u = sl.u32;
     const fb = slot * S.F64_STRIDE;
     const ub = slot * S.U32_STRIDE;
+    const bb = slot * S.U8_STRIDE;
     const isNew = (u[ub + S.U_MARKS] & MARK_NEW_REPORTED) === 0;
     u[ub + S.U_MARKS] |= MARK_NEW_REPORTED;
     this.totals.reports++;
-    const flow: flowtap.IFlow = {
-      flow_id: f[fb + S.F_FLOW_ID],
-      start_time: f[fb + S.F_START_US],
-      end_time: f[fb + S.F_END_US],
-      report_time: reportSec * US,
-      ip_version: u[ub + S.U_IPVER],
-      ip_0: sl.ipOf(slot, 0),
-      ip_1: sl.ipOf(slot, 1),
-      client_port: u[ub + S.U_PORT0],
-      server_port: u[ub + S.U_PORT1],
-      protocol: u[ub + S.U_PROTO],
-      vlan: u[ub + S.U_VLAN],
-      tunnel_type: u[ub + S.U_TUN_TYPE],
-      tunnel_id: u[ub + S.U_TUN_ID],
-      l7_protocol: sl.l7[slot],
-      is_new_flow: isNew,
-      is_closed: closeCode !== 0,
-      close_type: CLOSE_TYPE_NAMES[closeCode],
-      packet_tx: f[fb + S.F_PKT_TX],
-      packet_rx: f[fb + S.F_PKT_RX],
-      byte_tx: f[fb + S.F_BYTE_TX],
-      byte_rx: f[fb + S.F_BYTE_RX],
-      l3_byte_tx: f[fb + S.F_L3_TX],
-      l3_byte_rx: f[fb + S.F_L3_RX],
-      l4_byte_tx: f[fb + S.F_L4_TX],
-      l4_byte_rx: f[fb + S.F_L4_RX],
-      tcp_flags_tx: u[ub + S.U_FLAGS_TX],
-      tcp_flags_rx: u[ub + S.U_FLAGS_RX],
-      syn_count: u[ub + S.U_SYN],
-      synack_count: u[ub + S.U_SYNACK],
-      fin_count: u[ub + S.U_FIN],
-      rtt: f[fb + S.F_RTT],
-      rtt_client_sum: f[fb + S.F_RTT_CLIENT],
-      rtt_client_count: u[ub + S.U_RTT_CLIENT_N],
-      rtt_client_max: f[fb + S.F_RTT_CLIENT],
-      rtt_server_sum: f[fb + S.F_RTT_SERVER],
-      rtt_server_count: u[ub + S.U_RTT_SERVER_N],
-      rtt_server_max: f[fb + S.F_RTT_SERVER],
-      srt_sum: f[fb + S.F_SRT_SUM],
-      srt_count: u[ub + S.U_SRT_N],
-      srt_max: f[fb + S.F_SRT_MAX],
-      art_sum: f[fb + S.F_ART_SUM],
-      art_count: u[ub + S.U_ART_N],
-      art_max: f[fb + S.F_ART_MAX],
-      cit_sum: f[fb + S.F_CIT_SUM],
-      cit_count: u[ub + S.U_CIT_N],
-      cit_max: f[fb + S.F_CIT_MAX],
-      retrans_tx: u[ub + S.U_RETRANS_TX],
-      retrans_rx: u[ub + S.U_RETRANS_RX],
-      zero_win_tx: u[ub + S.U_ZWIN_TX],
-      zero_win_rx: u[ub + S.U_ZWIN_RX],
-      ooo_tx: u[ub + S.U_OOO_TX],
-      ooo_rx: u[ub + S.U_OOO_RX],
-      retrans_syn: u[ub + S.U_RETRANS_SYN],
-      retrans_synack: u[ub + S.U_RETRANS_SYNACK],
-    };
-    sl.clearDeltas(slot);
-    return flow;
+    const r = this.flowReport;
+    const ports = u[ub + S.U_PORTS];
+    const key = u[ub + S.U_KEY];
+    r.flow_id = f[fb + S.F_FLOW_ID];
+    r.start_time = f[fb + S.F_START_US];
+    r.end_time = f[fb + S.F_END_US];
+    r.report_time = reportSec * US;
+    r.ip_version = sl.u8[bb + S.B_IPVER];
+    r.ipBytes = sl.ipBytes;
+    r.ipOffset = slot * S.IP_STRIDE * 4;
+    r.client_port = ports & 0xffff;
+    r.server_port = ports >>> 16;
+    r.protocol = key & 0xff;
+    r.vlan = key >>> 16;
+    r.tunnel_type = (key >>> 8) & 0xff;
+    r.tunnel_id = u[ub + S.U_TUN_ID];
+    r.l7_protocol = sl.l7Names[sl.u8[bb + S.B_L7]];
+    r.is_new_flow = isNew;
+    r.is_closed = closeCode !== 0;
+    r.close_type = CLOSE_TYPE_NAMES[closeCode];
+    if (row < 0) {
+      r.packet_tx = 0; r.packet_rx = 0; r.byte_tx = 0; r.byte_rx = 0;
+      r.l3_byte_tx = 0; r.l3_byte_rx = 0; r.l4_byte_tx = 0; r.l4_byte_rx = 0;
+      r.tcp_flags_tx = 0; r.tcp_flags_rx = 0; r.syn_count = 0; r.synack_count = 0; r.fin_count = 0;
+      r.rtt = 0; r.rtt_client_sum = 0; r.rtt_client_count = 0; r.rtt_client_max = 0;
+      r.rtt_server_sum = 0; r.rtt_server_count = 0; r.rtt_server_max = 0;
+      r.srt_sum = 0; r.srt_count = 0; r.srt_max = 0; r.art_sum = 0; r.art_count = 0; r.art_max = 0;
+      r.cit_sum = 0; r.cit_count = 0; r.cit_max = 0;
+      r.retrans_tx = 0; r.retrans_rx = 0; r.zero_win_tx = 0; r.zero_win_rx = 0;
+      r.ooo_tx = 0; r.ooo_rx = 0; r.retrans_syn = 0; r.retrans_synack = 0;
+    } else {
+      const df = this.deltas.f64;
+      const db = row * S.DF64_STRIDE;
+      const du = this.deltas.u32;
+      const dub = row * S.DU32_STRIDE;
+      r.packet_tx = df[db + S.D_PKT_TX];
+      r.packet_rx = df[db + S.D_PKT_RX];
+      r.byte_tx = df[db + S.D_BYTE_TX];
+      r.byte_rx = df[db + S.D_BYTE_RX];
+      r.l3_byte_tx = df[db + S.D_L3_TX];
+      r.l3_byte_rx = df[db + S.D_L3_RX];
+      r.l4_byte_tx = df[db + S.D_L4_TX];
+      r.l4_byte_rx = df[db + S.D_L4_RX];
+      r.tcp_flags_tx = du[dub + S.DU_FLAGS_TX];
+      r.tcp_flags_rx = du[dub + S.DU_FLAGS_RX];
+      r.syn_count = du[dub + S.DU_SYN];
+      r.synack_count = du[dub + S.DU_SYNACK];
+      r.fin_count = du[dub + S.DU_FIN];
+      r.rtt = df[db + S.D_RTT];
+      r.rtt_client_sum = df[db + S.D_RTT_CLIENT];
+      r.rtt_client_count = du[dub + S.DU_RTT_CLIENT_N];
+      r.rtt_client_max = df[db + S.D_RTT_CLIENT];
+      r.rtt_server_sum = df[db + S.D_RTT_SERVER];
+      r.rtt_server_count = du[dub + S.DU_RTT_SERVER_N];
+      r.rtt_server_max = df[db + S.D_RTT_SERVER];
+      r.srt_sum = df[db + S.D_SRT_SUM];
+      r.srt_count = du[dub + S.DU_SRT_N];
+      r.srt_max = df[db + S.D_SRT_MAX];
+      r.art_sum = df[db + S.D_ART_SUM];
+      r.art_count = du[dub + S.DU_ART_N];
+      r.art_max = df[db + S.D_ART_MAX];
+      r.cit_sum = df[db + S.D_CIT_SUM];
+      r.cit_count = du[dub + S.DU_CIT_N];
+      r.cit_max = df[db + S.D_CIT_MAX];
+      r.retrans_tx = du[dub + S.DU_RETRANS_TX];
+      r.retrans_rx = du[dub + S.DU_RETRANS_RX];
+      r.zero_win_tx = du[dub + S.DU_ZWIN_TX];
+      r.zero_win_rx = du[dub + S.DU_ZWIN_RX];
+      r.ooo_tx = du[dub + S.DU_OOO_TX];
+      r.ooo_rx = du[dub + S.DU_OOO_RX];
+      r.retrans_syn = du[dub + S.DU_RETRANS_SYN];
+      r.retrans_synack = du[dub + S.DU_RETRANS_SYNACK];
+    }
+    if (this.outputs.onFlowReport) this.outputs.onFlowReport(r);
+    if (this.outputs.onFlow) this.outputs.onFlow(toFlow(r));
   }
 }

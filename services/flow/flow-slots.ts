@@ -1,111 +1,97 @@
-// Flow state stored by slot number in three strided typed arrays (f64, u32, ip words), so the
-// per-packet path reads and writes numbers in place and a flow costs no JS object.
+// Flow state stored by slot number in strided typed arrays (f64, u32, u8, ip words), so the
+// per-packet path reads and writes numbers in place and a flow costs no JS object. The counters
+// reported every second live apart, in `DeltaRows`, only for the flows active in the current
+// second: most open flows are idle in any one second, so they do not pay for them.
 
-// Float64 fields (times in µs, byte counters that may pass 2^32).
+// Float64 fields: times in µs (exact, whatever the flow's age) and the flow id.
 export const F_START_US = 0;
 export const F_END_US = 1;
 export const F_FLOW_ID = 2;
-export const F_PKT_TX = 3;     // per-report deltas from here ...
-export const F_PKT_RX = 4;
-export const F_BYTE_TX = 5;
-export const F_BYTE_RX = 6;
-export const F_L3_TX = 7;
-export const F_L3_RX = 8;
-export const F_L4_TX = 9;
-export const F_L4_RX = 10;
-export const F_RTT = 11;           // handshake rtt, reported once
-export const F_RTT_CLIENT = 12;    // reported once
-export const F_RTT_SERVER = 13;    // reported once
-export const F_SRT_SUM = 14;
-export const F_SRT_MAX = 15;
-export const F_ART_SUM = 16;
-export const F_ART_MAX = 17;
-export const F_CIT_SUM = 18;
-export const F_CIT_MAX = 19;       // ... to here
-export const F_SYN_US = 20;        // first SYN
-export const F_SYNACK_US = 21;     // first SYN-ACK
-export const F_LAST_TX_PAYLOAD_US = 22;
-export const F_LAST_RX_PAYLOAD_US = 23;
-export const F_NEXT_SEQ_TIME_TX = 24; // when the highest sequence last advanced, client direction
-export const F_NEXT_SEQ_TIME_RX = 25;
-export const F64_STRIDE = 26;
-export const F_DELTA_FIRST = F_PKT_TX;
-export const F_DELTA_LAST = F_CIT_MAX;
+export const F_SYN_US = 3;         // first SYN
+export const F_SYNACK_US = 4;      // first SYN-ACK
+export const F_LAST_TX_PAYLOAD_US = 5;
+export const F_LAST_RX_PAYLOAD_US = 6;
+export const F_NEXT_SEQ_TIME_TX = 7; // when the highest sequence last advanced, client direction
+export const F_NEXT_SEQ_TIME_RX = 8;
+export const F64_STRIDE = 9;
 
 // Uint32 fields.
 export const U_HASH = 0;
-export const U_CHAIN = 1;          // next slot in the hash bucket, +1 (0: end)
-export const U_PORT0 = 2;          // client port
-export const U_PORT1 = 3;          // server port
-export const U_PROTO = 4;
-export const U_IPVER = 5;
-export const U_VLAN = 6;
-export const U_TUN_TYPE = 7;
-export const U_TUN_ID = 8;
-export const U_STATE = 9;
-export const U_RST_CLOSE = 10;     // close type decided by the RST
-export const U_MARKS = 11;
-export const U_ACTIVE_POS = 12;    // position in the active list, +1 (0: not active this second)
-export const U_INFER_TRIES = 13;
-export const U_SYN_TOTAL = 14;
-export const U_SYNACK_TOTAL = 15;
-export const U_SYN_SEQ = 16;       // client ISN, to tell a retransmitted SYN from port reuse
-export const U_NEXT_SEQ_TX = 17;   // highest seq + len seen, client direction
-export const U_NEXT_SEQ_RX = 18;
-export const U_FLAGS_TX = 19;      // per-report deltas from here ...
-export const U_FLAGS_RX = 20;
-export const U_SYN = 21;
-export const U_SYNACK = 22;
-export const U_FIN = 23;
-export const U_RTT_CLIENT_N = 24;
-export const U_RTT_SERVER_N = 25;
-export const U_SRT_N = 26;
-export const U_ART_N = 27;
-export const U_CIT_N = 28;
-export const U_RETRANS_TX = 29;
-export const U_RETRANS_RX = 30;
-export const U_ZWIN_TX = 31;
-export const U_ZWIN_RX = 32;
-export const U_OOO_TX = 33;
-export const U_OOO_RX = 34;
-export const U_RETRANS_SYN = 35;
-export const U_RETRANS_SYNACK = 36; // ... to here
-export const U_IRTT = 37;          // handshake rtt in µs, kept for the out-of-order threshold
-export const U_LAST_ACK_TX = 38;   // the client's latest acknowledgement number (for duplicate ACKs)
-export const U_LAST_ACK_RX = 39;
-export const U32_STRIDE = 40;
-export const U_DELTA_FIRST = U_FLAGS_TX;
-export const U_DELTA_LAST = U_RETRANS_SYNACK;
+export const U_CHAIN = 1;          // next slot in the hash bucket (or the free list), +1 (0: end)
+export const U_PORTS = 2;          // client port | server port << 16
+export const U_KEY = 3;            // protocol | tunnel type << 8 | vlan << 16
+export const U_TUN_ID = 4;
+export const U_MARKS = 5;
+export const U_DELTA_ROW = 6;      // row in DeltaRows, +1 (0: not active this second)
+export const U_INFER_TRIES = 7;
+export const U_SYN_TOTAL = 8;
+export const U_SYNACK_TOTAL = 9;
+export const U_SYN_SEQ = 10;       // client ISN, to tell a retransmitted SYN from port reuse
+export const U_NEXT_SEQ_TX = 11;   // highest seq + len seen, client direction
+export const U_NEXT_SEQ_RX = 12;
+export const U_IRTT = 13;          // handshake rtt in µs, kept for the out-of-order threshold
+export const U_LAST_ACK_TX = 14;   // the client's latest acknowledgement number (for duplicate ACKs)
+export const U_LAST_ACK_RX = 15;
+export const U32_STRIDE = 16;
+
+// Uint8 fields.
+export const B_IPVER = 0;          // 4 or 6; 0 marks a free slot
+export const B_STATE = 1;
+export const B_RST_CLOSE = 2;      // close type decided by the RST
+export const B_L7 = 3;             // index into the L7 protocol names (0: unknown)
+export const U8_STRIDE = 4;
 
 /** Client address words 0..3, server address words 4..7. */
 export const IP_STRIDE = 8;
+
+export function keyOf(protocol: number, tunnelType: number, vlan: number): number {
+  return (protocol | (tunnelType << 8) | (vlan << 16)) >>> 0;
+}
 
 export class FlowSlots {
   capacity: number;
   f64: Float64Array;
   u32: Uint32Array;
+  u8: Uint8Array;
   ip: Uint32Array;
   /** Byte view of `ip` (same memory). */
   ipBytes: Uint8Array;
-  /** L7 protocol name per slot ("" while unknown): strings are shared, so no copy per flow. */
-  l7: string[];
+  /** L7 protocol names by index (B_L7); index 0 is "", unknown. Few names: kept for the run. */
+  readonly l7Names: string[] = [''];
+  private readonly l7Index = new Map<string, number>([['', 0]]);
 
   constructor(capacity: number) {
     this.capacity = capacity;
     this.f64 = new Float64Array(capacity * F64_STRIDE);
     this.u32 = new Uint32Array(capacity * U32_STRIDE);
+    this.u8 = new Uint8Array(capacity * U8_STRIDE);
     this.ip = new Uint32Array(capacity * IP_STRIDE);
     this.ipBytes = new Uint8Array(this.ip.buffer);
-    this.l7 = new Array<string>(capacity).fill('');
   }
 
   grow(capacity: number): void {
     const f = new Float64Array(capacity * F64_STRIDE); f.set(this.f64); this.f64 = f;
     const u = new Uint32Array(capacity * U32_STRIDE); u.set(this.u32); this.u32 = u;
+    const b = new Uint8Array(capacity * U8_STRIDE); b.set(this.u8); this.u8 = b;
     const p = new Uint32Array(capacity * IP_STRIDE); p.set(this.ip); this.ip = p;
     this.ipBytes = new Uint8Array(p.buffer);
-    for (let s = this.capacity; s < capacity; s++) this.l7.push('');
     this.capacity = capacity;
+  }
+
+  l7Of(slot: number): string {
+    return this.l7Names[this.u8[slot * U8_STRIDE + B_L7]];
+  }
+
+  setL7(slot: number, name: string): void {
+    let index = this.l7Index.get(name);
+    if (index === undefined) {
+      // Names come from the protocol inference's fixed list; 255 distinct ones would be a bug there.
+      if (this.l7Names.length > 255) throw new Error(`more than 255 L7 protocol names (${name})`);
+      index = this.l7Names.length;
+      this.l7Names.push(name);
+      this.l7Index.set(name, index);
+    }
+    this.u8[slot * U8_STRIDE + B_L7] = index;
   }
 
   /**
@@ -117,15 +103,117 @@ export class FlowSlots {
     return this.ipBytes.slice(o, o + 16);
   }
 
+  /** Zeroes a slot (loops: cheaper than fill() calls for so few elements). */
   clear(slot: number): void {
-    this.f64.fill(0, slot * F64_STRIDE, (slot + 1) * F64_STRIDE);
-    this.u32.fill(0, slot * U32_STRIDE, (slot + 1) * U32_STRIDE);
-    this.ip.fill(0, slot * IP_STRIDE, (slot + 1) * IP_STRIDE);
-    this.l7[slot] = '';
+    const f = this.f64, u = this.u32, b = this.u8, p = this.ip;
+    for (let k = slot * F64_STRIDE, end = k + F64_STRIDE; k < end; k++) f[k] = 0;
+    for (let k = slot * U32_STRIDE, end = k + U32_STRIDE; k < end; k++) u[k] = 0;
+    for (let k = slot * U8_STRIDE, end = k + U8_STRIDE; k < end; k++) b[k] = 0;
+    for (let k = slot * IP_STRIDE, end = k + IP_STRIDE; k < end; k++) p[k] = 0;
+  }
+}
+
+// DeltaRows Float64 fields: the counters a report carries and then starts again from 0.
+export const D_PKT_TX = 0;
+export const D_PKT_RX = 1;
+export const D_BYTE_TX = 2;
+export const D_BYTE_RX = 3;
+export const D_L3_TX = 4;
+export const D_L3_RX = 5;
+export const D_L4_TX = 6;
+export const D_L4_RX = 7;
+export const D_RTT = 8;            // handshake rtt, reported once
+export const D_RTT_CLIENT = 9;     // reported once
+export const D_RTT_SERVER = 10;    // reported once
+export const D_SRT_SUM = 11;
+export const D_SRT_MAX = 12;
+export const D_ART_SUM = 13;
+export const D_ART_MAX = 14;
+export const D_CIT_SUM = 15;
+export const D_CIT_MAX = 16;
+export const DF64_STRIDE = 17;
+
+// DeltaRows Uint32 fields.
+export const DU_FLAGS_TX = 0;
+export const DU_FLAGS_RX = 1;
+export const DU_SYN = 2;
+export const DU_SYNACK = 3;
+export const DU_FIN = 4;
+export const DU_RTT_CLIENT_N = 5;
+export const DU_RTT_SERVER_N = 6;
+export const DU_SRT_N = 7;
+export const DU_ART_N = 8;
+export const DU_CIT_N = 9;
+export const DU_RETRANS_TX = 10;
+export const DU_RETRANS_RX = 11;
+export const DU_ZWIN_TX = 12;
+export const DU_ZWIN_RX = 13;
+export const DU_OOO_TX = 14;
+export const DU_OOO_RX = 15;
+export const DU_RETRANS_SYN = 16;
+export const DU_RETRANS_SYNACK = 17;
+export const DU32_STRIDE = 18;
+
+const MIN_ROWS = 1024;
+/** Seconds over which the peak row count is taken before the table may shrink. */
+const SHRINK_WINDOW_S = 64;
+
+/**
+ * The per-second counters of the flows active in the current second, one row each, rows
+ * 0..count-1 in use in the order the flows became active. `slotOf[row]` is the row's flow slot.
+ */
+export class DeltaRows {
+  capacity = MIN_ROWS;
+  count = 0;
+  f64 = new Float64Array(MIN_ROWS * DF64_STRIDE);
+  u32 = new Uint32Array(MIN_ROWS * DU32_STRIDE);
+  slotOf = new Int32Array(MIN_ROWS);
+  private peak = 0;
+  private secondsSincePeak = 0;
+
+  /** A zeroed row for `slot`. */
+  take(slot: number): number {
+    if (this.count === this.capacity) this.resize(this.capacity * 2, true);
+    const row = this.count++;
+    const f = this.f64, u = this.u32;
+    for (let k = row * DF64_STRIDE, end = k + DF64_STRIDE; k < end; k++) f[k] = 0;
+    for (let k = row * DU32_STRIDE, end = k + DU32_STRIDE; k < end; k++) u[k] = 0;
+    this.slotOf[row] = slot;
+    return row;
   }
 
-  clearDeltas(slot: number): void {
-    this.f64.fill(0, slot * F64_STRIDE + F_DELTA_FIRST, slot * F64_STRIDE + F_DELTA_LAST + 1);
-    this.u32.fill(0, slot * U32_STRIDE + U_DELTA_FIRST, slot * U32_STRIDE + U_DELTA_LAST + 1);
+  /** Frees `row` by moving the last row into it; returns the moved row's slot, or -1 if none moved. */
+  release(row: number): number {
+    const last = --this.count;
+    if (row === last) return -1;
+    this.f64.copyWithin(row * DF64_STRIDE, last * DF64_STRIDE, (last + 1) * DF64_STRIDE);
+    this.u32.copyWithin(row * DU32_STRIDE, last * DU32_STRIDE, (last + 1) * DU32_STRIDE);
+    const moved = this.slotOf[last];
+    this.slotOf[row] = moved;
+    return moved;
+  }
+
+  /**
+   * Frees every row (the second has been reported). After a burst the table shrinks back, once
+   * a window of seconds has used at most an eighth of it; rows are empty then, so nothing is copied.
+   */
+  releaseAll(): void {
+    if (this.count > this.peak) this.peak = this.count;
+    this.count = 0;
+    if (++this.secondsSincePeak < SHRINK_WINDOW_S) return;
+    let size = MIN_ROWS;
+    while (size < this.peak * 2) size *= 2;
+    if (size * 4 <= this.capacity) this.resize(size, false);
+    this.peak = 0;
+    this.secondsSincePeak = 0;
+  }
+
+  private resize(capacity: number, keep: boolean): void {
+    const f = new Float64Array(capacity * DF64_STRIDE);
+    const u = new Uint32Array(capacity * DU32_STRIDE);
+    const s = new Int32Array(capacity);
+    if (keep) { f.set(this.f64); u.set(this.u32); s.set(this.slotOf); }
+    this.f64 = f; this.u32 = u; this.slotOf = s;
+    this.capacity = capacity;
   }
 }

@@ -1,13 +1,51 @@
 // The flow service: MetaPacket batches in; per-second flow reports to quadruple and L4 payloads
 // with their flow context to l7. Protocol inference happens here (see docs/architecture.md).
+import { ServiceName } from '../../lib/config';
 import { PacketBatch } from '../../lib/packet-batch';
 import { flowtap } from '../../lib/proto';
-import { BatchOut, kindName, runService } from '../../lib/service';
+import { kindName, runService, ServiceContext } from '../../lib/service';
 import { Kind } from '../../lib/transport';
 import { ProtocolInference } from '../l7/inference';
 import { FlowMap } from './flow-map';
+import { FlowReport, PayloadReport } from './flow-report';
+import { AppPayloadBatchEncoder, BatchEncoder, FlowBatchEncoder } from './report-encoder';
 
 const SECOND_US = 1_000_000;
+
+/** Batches encoded as their records come (see report-encoder.ts), queued until flushed. */
+class EncodedBatchOut {
+  private readonly ready: Array<{ body: Uint8Array; records: number }> = [];
+  private readyRecords = 0;
+
+  constructor(private readonly ctx: ServiceContext, private readonly target: ServiceName, private readonly kind: number,
+    readonly encoder: BatchEncoder) {}
+
+  /** Records encoded and not yet sent. */
+  get size(): number {
+    return this.readyRecords + this.encoder.count;
+  }
+
+  /** Closes the batch being written once it holds batchSize records (call after each add). */
+  cutIfFull(): void {
+    if (this.encoder.count >= this.encoder.batchSize) this.cut();
+  }
+
+  /** Sends the full batches; with `all`, the partial last one too. */
+  async flush(all = false): Promise<void> {
+    if (all && this.encoder.count > 0) this.cut();
+    while (this.ready.length > 0) {
+      const batch = this.ready.shift()!;
+      this.readyRecords -= batch.records;
+      await this.ctx.send(this.target, this.kind, batch.body, batch.records);
+    }
+  }
+
+  private cut(): void {
+    const records = this.encoder.count;
+    this.ready.push({ body: this.encoder.take(), records });
+    this.readyRecords += records;
+  }
+}
 
 void runService({
   name: 'flow',
@@ -15,18 +53,26 @@ void runService({
     const { flow: cfg, transport, capture } = ctx.config;
     const batch = new PacketBatch(transport.batch_size, capture.payload_cut);
     const inference = new ProtocolInference();
-    const flows = new BatchOut<flowtap.IFlow>(ctx, 'quadruple', Kind.FLOW_BATCH, (f) => flowtap.FlowBatch.encode({ flows: f }).finish());
-    const payloads = new BatchOut<flowtap.IAppPayload>(ctx, 'l7', Kind.APP_PAYLOAD_BATCH, (items) => flowtap.AppPayloadBatch.encode({ items }).finish());
-    const onFlow = (f: flowtap.IFlow) => {
-      flows.push(f);
+    const flowEncoder = new FlowBatchEncoder(transport.batch_size);
+    const payloadEncoder = new AppPayloadBatchEncoder(transport.batch_size);
+    const flows = new EncodedBatchOut(ctx, 'quadruple', Kind.FLOW_BATCH, flowEncoder);
+    const payloads = new EncodedBatchOut(ctx, 'l7', Kind.APP_PAYLOAD_BATCH, payloadEncoder);
+    const onFlowReport = (f: FlowReport) => {
+      flowEncoder.add(f);
+      flows.cutIfFull();
       if (f.is_closed) {
-        inference.forget(Number(f.flow_id));
+        inference.forget(f.flow_id);
         // Behind the flow's last payloads: l7 can end its sessions instead of waiting them out.
-        payloads.push({ flow_id: f.flow_id, timestamp_us: f.end_time, flow_closed: true });
+        payloadEncoder.addFlowClosed(f.flow_id, f.end_time);
+        payloads.cutIfFull();
       }
     };
+    const onPayloadReport = (p: PayloadReport) => {
+      payloadEncoder.add(p);
+      payloads.cutIfFull();
+    };
     const map: FlowMap = new FlowMap(
-      { onFlow, onAppPayload: payloads.push },
+      { onFlowReport, onPayloadReport },
       (flowId, payload, fromClient, protocol, serverPort): string => inference.infer(flowId, payload, fromClient, protocol, serverPort, map.nowUs),
       {
         maxFlows: cfg.max_flows,

@@ -2,9 +2,12 @@
 // flow per tick. Deadlines move later on almost every packet, so they are updated lazily: a slot
 // stays in the bucket it was linked into, and when that bucket comes round the slot is either
 // expired or relinked into the bucket of its current deadline. Only a deadline that moves
-// *earlier* (a FIN shortening a 300 s timeout to 5 s) relinks at once.
+// *earlier* (a FIN shortening a 300 s timeout to 5 s) relinks at once. Deadlines are not stored:
+// the owner computes a slot's current one on demand (for flows: last packet + its state's timeout).
 
 const NONE = -1;
+/** `linkedSec` of a slot not linked into any bucket. */
+const NOT_LINKED = -0x80000000;
 const US_PER_S = 1e6;
 
 export class TimerWheel {
@@ -12,49 +15,45 @@ export class TimerWheel {
   private readonly heads: Int32Array;
   private prev: Int32Array;
   private next: Int32Array;
-  /** Second of the bucket a slot is linked into, or -1 when not linked. */
-  private linkedSec: Float64Array;
-  /** The slot's current deadline in µs (may be later than its bucket: lazy). */
-  deadlineUs: Float64Array;
-  /** Every bucket of seconds before this one has been processed. */
+  /**
+   * Second of the bucket a slot is linked into, relative to `baseSec` (32 bits hold 68 years
+   * either way), or NOT_LINKED.
+   */
+  private linkedSec: Int32Array;
+  private baseSec = -1;
+  /** Every bucket of seconds before this one has been processed (-1: none yet). */
   private cursorSec = -1;
 
-  constructor(capacity: number, bucketCount = 1024) {
+  /** `deadlineOf(slot)`: the slot's current deadline in µs (may be later than its bucket: lazy). */
+  constructor(capacity: number, private readonly deadlineOf: (slot: number) => number, bucketCount = 1024) {
     this.bucketCount = bucketCount;
     this.heads = new Int32Array(bucketCount).fill(NONE);
     this.prev = new Int32Array(capacity).fill(NONE);
     this.next = new Int32Array(capacity).fill(NONE);
-    this.linkedSec = new Float64Array(capacity).fill(-1);
-    this.deadlineUs = new Float64Array(capacity);
+    this.linkedSec = new Int32Array(capacity).fill(NOT_LINKED);
   }
 
   grow(capacity: number): void {
-    const old = this.prev.length;
-    const grow32 = (a: Int32Array) => { const b = new Int32Array(capacity).fill(NONE); b.set(a); return b; };
-    this.prev = grow32(this.prev);
-    this.next = grow32(this.next);
-    const linked = new Float64Array(capacity).fill(-1);
-    linked.set(this.linkedSec);
-    this.linkedSec = linked;
-    const dl = new Float64Array(capacity);
-    dl.set(this.deadlineUs.subarray(0, old));
-    this.deadlineUs = dl;
+    const grow32 = (a: Int32Array, fill: number) => { const b = new Int32Array(capacity).fill(fill); b.set(a); return b; };
+    this.prev = grow32(this.prev, NONE);
+    this.next = grow32(this.next, NONE);
+    this.linkedSec = grow32(this.linkedSec, NOT_LINKED);
   }
 
-  /** Sets the slot's deadline, linking it if needed. */
+  /** Links the slot by its deadline (`deadlineOf(slot)` must now return `deadlineUs`) if needed. */
   schedule(slot: number, deadlineUs: number): void {
-    this.deadlineUs[slot] = deadlineUs;
     const sec = Math.max(Math.floor(deadlineUs / US_PER_S), this.cursorSec);
+    if (this.baseSec < 0) this.baseSec = sec;
     const linked = this.linkedSec[slot];
-    if (linked >= 0) {
-      if (sec >= linked) return; // lazy: found later when its bucket comes round
+    if (linked !== NOT_LINKED) {
+      if (sec - this.baseSec >= linked) return; // lazy: found later when its bucket comes round
       this.unlink(slot);
     }
     this.link(slot, sec);
   }
 
   cancel(slot: number): void {
-    if (this.linkedSec[slot] >= 0) this.unlink(slot);
+    if (this.linkedSec[slot] !== NOT_LINKED) this.unlink(slot);
   }
 
   /**
@@ -64,19 +63,20 @@ export class TimerWheel {
   expire(nowUs: number, onExpire: (slot: number) => void): void {
     const nowSec = Math.floor(nowUs / US_PER_S);
     if (this.cursorSec < 0) this.cursorSec = nowSec;
+    if (this.baseSec < 0) this.baseSec = nowSec;
     const from = Math.max(this.cursorSec, nowSec - this.bucketCount + 1);
     for (let sec = from; sec <= nowSec; sec++) {
       const b = sec % this.bucketCount;
       let slot = this.heads[b];
       while (slot !== NONE) {
         const following = this.next[slot];
-        const deadline = this.deadlineUs[slot];
+        const deadline = this.deadlineOf(slot);
         if (deadline <= nowUs) {
           this.unlink(slot);
           onExpire(slot);
         } else {
           const due = Math.max(Math.floor(deadline / US_PER_S), nowSec);
-          if (due !== this.linkedSec[slot]) {
+          if (due - this.baseSec !== this.linkedSec[slot]) {
             this.unlink(slot);
             this.link(slot, due);
           }
@@ -95,17 +95,17 @@ export class TimerWheel {
     this.next[slot] = head;
     if (head !== NONE) this.prev[head] = slot;
     this.heads[b] = slot;
-    this.linkedSec[slot] = sec;
+    this.linkedSec[slot] = sec - this.baseSec;
   }
 
   private unlink(slot: number): void {
     const p = this.prev[slot];
     const n = this.next[slot];
     if (p !== NONE) this.next[p] = n;
-    else this.heads[this.linkedSec[slot] % this.bucketCount] = n;
+    else this.heads[(this.linkedSec[slot] + this.baseSec) % this.bucketCount] = n;
     if (n !== NONE) this.prev[n] = p;
     this.prev[slot] = NONE;
     this.next[slot] = NONE;
-    this.linkedSec[slot] = -1;
+    this.linkedSec[slot] = NOT_LINKED;
   }
 }

@@ -320,3 +320,29 @@ test('a half-closed flow stays one flow while the other side keeps sending (clos
   t.is(new Set(h.flows.map((f) => f.flow_id)).size, 1);
   t.is(sum(h.flows, 'packet_tx') + sum(h.flows, 'packet_rx'), 7);
 });
+
+test('per-second counters stay with their flow when another flow active in the same second closes', (t) => {
+  const h = harness();
+  const a = conn('10.9.0.1', 41000, '10.9.0.9', 80);
+  const b = conn('10.9.0.2', 41001, '10.9.0.9', 80);
+  const c = conn('10.9.0.3', 41002, '10.9.0.9', 80);
+  // a, b and c become active in that order; a is reset, and a new SYN on its 5-tuple closes it
+  // mid-second (its counters are reported, c's move to its freed row), then b and c send more.
+  h.feed([
+    a.c(T + 0.1, ACK, { seq: 1, ack: 1, len: 10 }),
+    b.c(T + 0.2, ACK, { seq: 1, ack: 1, len: 20 }),
+    c.c(T + 0.3, ACK, { seq: 1, ack: 1, len: 30 }),
+    a.s(T + 0.4, RST, { seq: 1, ack: 11 }),
+    a.c(T + 0.45, SYN, { seq: 9000 }),
+    b.s(T + 0.5, ACK, { seq: 1, ack: 21, len: 200 }),
+    c.s(T + 0.6, ACK, { seq: 1, ack: 31, len: 300 }),
+    c.c(T + 1.2, ACK, { seq: 31, ack: 301, len: 7 }),
+  ]);
+  h.map.advance((T + 2) * US);
+  const byPort = (port: number) => h.flows.filter((f) => f.client_port === port);
+  t.deepEqual(byPort(41000).map((f) => [f.report_time, f.l4_byte_tx, f.packet_tx, f.packet_rx, f.syn_count, f.is_closed]),
+    [[T * US, 10, 1, 1, 0, true], [T * US, 0, 1, 0, 1, false]]);
+  t.deepEqual(byPort(41001).map((f) => [f.report_time, f.l4_byte_tx, f.l4_byte_rx]), [[T * US, 20, 200]]);
+  t.deepEqual(byPort(41002).map((f) => [f.report_time, f.l4_byte_tx, f.l4_byte_rx]), [[T * US, 30, 300], [(T + 1) * US, 7, 0]]);
+  t.is(h.map.flowsOpen, 3);
+});
