@@ -37,6 +37,11 @@ function schema(): protobuf.Root {
   return root;
 }
 
+/** A message type of the schema, for code that walks the wire format by field number. */
+export function messageType(name: string): protobuf.Type {
+  return schema().lookupType(`flowtap.${name}`);
+}
+
 function columnOf(field: protobuf.Field, nullable: boolean): Column {
   const t = field.type;
   if (t === 'string') return { name: field.name, kind: 'text', bits: 32, signed: false, nullable };

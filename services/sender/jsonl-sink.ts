@@ -4,6 +4,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { RECORD_TYPES, type RecordType } from './columns';
+import { JsonWriter } from './json-writer';
 import type { Sink, SinkBatch } from './sink';
 
 export const JSONL_FILES = {
@@ -37,6 +38,8 @@ export class JsonlSink implements Sink {
   private failure?: Error;
   private readonly rotateBytes: number;
   private readonly keepFiles: number;
+  /** Lines are printed here and handed to the file streams without a copy. */
+  private readonly out = new JsonWriter();
 
   constructor(readonly dir: string, options: JsonlOptions | boolean = {}) {
     const opts = typeof options === 'boolean' ? { truncate: options } : options;
@@ -75,14 +78,18 @@ export class JsonlSink implements Sink {
 
   /** Appends rows; resolves when the stream can take more (back-pressure on a slow disk). */
   async write(batch: SinkBatch): Promise<void> {
-    await this.writeRows(batch.type, batch.rows());
+    if (this.failure) throw this.failure;
+    if (batch.count === 0) return;
+    this.written[batch.type] += batch.count;
+    batch.writeJsonLines(this.out);
+    await this.append(batch.type, this.out.take());
   }
 
   async writeRows(type: RecordType, rows: ReadonlyArray<Record<string, unknown>>): Promise<void> {
     if (this.failure) throw this.failure;
     if (rows.length === 0) return;
     this.written[type] += rows.length;
-    await this.append(type, rows);
+    await this.append(type, this.print(rows));
   }
 
   /** Appends profile rows to profile.jsonl (appended to, never truncated: profiles are live only). */
@@ -91,18 +98,24 @@ export class JsonlSink implements Sink {
     if (rows.length === 0) return;
     if (!this.files.has('profile')) this.open('profile', 'a');
     this.profileRows += rows.length;
-    await this.append('profile', rows);
+    await this.append('profile', this.print(rows));
   }
 
-  private async append(type: FileKey, rows: ReadonlyArray<Record<string, unknown>>): Promise<void> {
-    let text = '';
-    for (const row of rows) text += JSON.stringify(row) + '\n';
+  private print(rows: ReadonlyArray<Record<string, unknown>>): Buffer {
+    for (const row of rows) {
+      this.out.text(JSON.stringify(row));
+      this.out.byte(10);
+    }
+    return this.out.take();
+  }
+
+  private async append(type: FileKey, text: Buffer): Promise<void> {
     let file = this.files.get(type)!;
     if (file.bytes > 0 && file.bytes + text.length > this.rotateBytes) {
       await this.rotate(type);
       file = this.files.get(type)!;
     }
-    file.bytes += Buffer.byteLength(text);
+    file.bytes += text.length;
     if (!file.stream.write(text)) await new Promise<void>((resolve) => file.stream.once('drain', resolve));
   }
 

@@ -68,7 +68,7 @@ void runService({
         if (!type) throw new Error(`sender does not take ${kindName(kind)}`);
         const batch = SinkBatch.decode(type, body);
         ctx.metrics.recordsIn.inc({ kind: kindName(kind) }, batch.count);
-        if (ctx.replay && type === 'l4') for (const log of batch.records) flowIds.add(Number((log as { flow_id: number }).flow_id));
+        if (ctx.replay) batch.addFlowIds(flowIds);
         for (const sink of sinks) {
           // One failing sink must not keep the batch from the others.
           try {

@@ -29,9 +29,10 @@ export function l7Row(log: flowtap.IL7FlowLog): Loose {
   return flat(log as Loose, tableColumns().l7);
 }
 
-const SINGLE_SIDE_TAGS = ['ip', 'side', 'server_port', 'protocol', 'vlan'] as const;
-const EDGE_TAGS = ['ip_0', 'ip_1', 'server_port', 'protocol', 'vlan'] as const;
-const APP_TAGS = ['l7_protocol', 'endpoint'] as const;
+/** The tags of a metric row, by table kind: single-side, edge (`_map.`), and application's extra. */
+export const SINGLE_SIDE_TAGS = ['ip', 'side', 'server_port', 'protocol', 'vlan'] as const;
+export const EDGE_TAGS = ['ip_0', 'ip_1', 'server_port', 'protocol', 'vlan'] as const;
+export const APP_TAGS = ['l7_protocol', 'endpoint'] as const;
 let flowMeterFields: string[] | undefined;
 let appMeterFields: string[] | undefined;
 

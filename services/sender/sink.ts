@@ -1,41 +1,90 @@
-// What every sink takes: one received batch, its encoded body (for sinks that forward protobuf)
-// and its rows in the output contract (for sinks that store columns), computed once when asked.
+// What every sink takes: one received batch, its encoded body (for sinks that forward protobuf),
+// its JSON lines and its rows in the output contract (for sinks that store columns), computed
+// when asked. A received batch is decoded once into columns (wire-batch.ts), not into objects.
 import { flowtap } from '../../lib/proto';
 import type { RecordType } from './columns';
+import type { JsonWriter } from './json-writer';
 import { documentRow, l4Row, l7Row } from './records';
+import type { WireTable } from './wire-batch';
+import { decodeRecordBatch, numberColumn, rowObjects, writeJsonLines } from './wire-rows';
 
 export type Row = Record<string, unknown>;
 
+type AnyRecord = flowtap.IL4FlowLog | flowtap.IL7FlowLog | flowtap.IDocument;
+
 export class SinkBatch {
   private rowsCache?: Row[];
+  private recordsCache?: ReadonlyArray<AnyRecord>;
+  /** The body decoded into columns (decode); absent for a batch built from record objects. */
+  private readonly wire?: WireTable;
+  private readonly wireBody?: Buffer;
 
+  /**
+   * A batch from record objects (the collector's frames); `body` may then be empty. Batches
+   * received as bytes come from decode(), which reads the records without making objects.
+   */
   constructor(
     readonly type: RecordType,
     /** The protobuf batch message (L4LogBatch, L7LogBatch or DocumentBatch) as received. */
     readonly body: Uint8Array,
-    readonly records: ReadonlyArray<flowtap.IL4FlowLog | flowtap.IL7FlowLog | flowtap.IDocument>,
-  ) {}
+    records?: ReadonlyArray<AnyRecord>,
+    wire?: WireTable,
+  ) {
+    this.recordsCache = records;
+    if (wire) {
+      this.wire = wire;
+      this.wireBody = asBuffer(body);
+    }
+  }
+
+  /** The records as protobufjs objects, decoded on first use (the sinks that need them are rare). */
+  get records(): ReadonlyArray<AnyRecord> {
+    this.recordsCache ??= decodeRecords(this.type, this.body);
+    return this.recordsCache;
+  }
 
   get count(): number {
-    return this.records.length;
+    return this.wire ? this.wire.count : this.records.length;
   }
 
   /** The rows of docs/schema.md, exactly as the JSON lines print them. */
   rows(): Row[] {
     if (!this.rowsCache) {
-      const toRow: (r: never) => Row = this.type === 'l4' ? l4Row : this.type === 'l7' ? l7Row : documentRow;
-      this.rowsCache = this.records.map((r) => toRow(r as never));
+      if (this.wire) {
+        this.rowsCache = rowObjects(this.type, this.wire, this.wireBody!);
+      } else {
+        const toRow: (r: never) => Row = this.type === 'l4' ? l4Row : this.type === 'l7' ? l7Row : documentRow;
+        this.rowsCache = this.records.map((r) => toRow(r as never));
+      }
     }
     return this.rowsCache;
   }
 
+  /** Prints the rows as JSON lines (one per record) into `out`. */
+  writeJsonLines(out: JsonWriter): void {
+    if (this.wire) {
+      writeJsonLines(this.type, this.wire, this.wireBody!, out);
+      return;
+    }
+    for (const row of this.rows()) {
+      out.text(JSON.stringify(row));
+      out.byte(NEWLINE);
+    }
+  }
+
+  /** Adds the flow ids of an L4 batch to `ids` (a replay's summary counts flows). */
+  addFlowIds(ids: Set<number>): void {
+    if (this.type !== 'l4') return;
+    if (this.wire) {
+      for (const id of numberColumn(this.type, this.wire, 'flow_id')) ids.add(id);
+      return;
+    }
+    for (const log of this.records) ids.add(Number((log as flowtap.IL4FlowLog).flow_id));
+  }
+
   /** Decodes a received batch message of `type`. Throws on a malformed body. */
   static decode(type: RecordType, body: Uint8Array): SinkBatch {
-    switch (type) {
-      case 'l4': return new SinkBatch(type, body, flowtap.L4LogBatch.decode(body).logs);
-      case 'l7': return new SinkBatch(type, body, flowtap.L7LogBatch.decode(body).logs);
-      case 'metrics': return new SinkBatch(type, body, flowtap.DocumentBatch.decode(body).documents);
-    }
+    return new SinkBatch(type, body, undefined, decodeRecordBatch(type, body));
   }
 
   /** Builds the batch message from records (tests, benchmarks, the collector). */
@@ -46,6 +95,22 @@ export class SinkBatch {
         ? flowtap.L7LogBatch.encode({ logs: records as flowtap.IL7FlowLog[] }).finish()
         : flowtap.DocumentBatch.encode({ documents: records as flowtap.IDocument[] }).finish();
     return SinkBatch.decode(type, body);
+  }
+}
+
+const NEWLINE = 10;
+
+function asBuffer(body: Uint8Array): Buffer {
+  return Buffer.isBuffer(body) ? body : Buffer.from(body.buffer, body.byteOffset, body.byteLength);
+}
+
+function decodeRecords(type: RecordType, body: Uint8Array): ReadonlyArray<AnyRecord> {
+  // As a Buffer, so protobufjs decodes strings with Node's UTF-8 decoder, as the columns do.
+  const buf = asBuffer(body);
+  switch (type) {
+    case 'l4': return flowtap.L4LogBatch.decode(buf).logs;
+    case 'l7': return flowtap.L7LogBatch.decode(buf).logs;
+    case 'metrics': return flowtap.DocumentBatch.decode(buf).documents;
   }
 }
 

@@ -1,0 +1,251 @@
+// Decodes a record batch (L4LogBatch, L7LogBatch, DocumentBatch) straight from its protobuf wire
+// bytes into columns: per message type one Float64Array of numbers and one Int32Array of string
+// byte ranges into the body, so a batch of 1024 records costs a few typed arrays instead of 1024
+// objects. The JSON lines are printed from these columns and strings are only materialised for
+// the sinks that ask for row objects. Values are those protobufjs decodes: 64-bit integers as
+// plain numbers, strings as Node decodes the UTF-8, absent fields at their proto3 default, an
+// absent `optional` field as NaN (null in a row), the last occurrence of a repeated field winning.
+import type protobuf from 'protobufjs';
+import { messageType } from './columns';
+
+export const enum FieldKind { UINT32, INT32, UINT64, INT64, BOOL, STRING, MESSAGE }
+
+const KIND_OF_TYPE: Record<string, FieldKind> = {
+  uint32: FieldKind.UINT32, int32: FieldKind.INT32, uint64: FieldKind.UINT64, int64: FieldKind.INT64,
+  bool: FieldKind.BOOL, string: FieldKind.STRING,
+};
+
+/** Where each field of one message type goes: a number column, a string column or a child message. */
+export class WireLayout {
+  /** By field number: the field's kind, or -1 for a field this layout skips. */
+  readonly kindOf: Int8Array;
+  /** By field number: its column among the numbers, the strings or the children (by kind). */
+  readonly columnOf: Int16Array;
+  readonly nameOf: string[] = [];
+  readonly numNames: string[] = [];
+  readonly strNames: string[] = [];
+  readonly children: WireLayout[] = [];
+  readonly childNames: string[] = [];
+  /** Per number column: 0, or NaN for an `optional` field (absent stays visible). */
+  readonly numDefaults: number[] = [];
+
+  constructor(readonly messageName: string) {
+    const type: protobuf.Type = messageType(messageName);
+    const maxId = Math.max(...type.fieldsArray.map((f) => f.id));
+    this.kindOf = new Int8Array(maxId + 1).fill(-1);
+    this.columnOf = new Int16Array(maxId + 1);
+    for (const field of type.fieldsArray) {
+      if (field.repeated || field.map) throw new Error(`${messageName}.${field.name}: repeated fields have no column`);
+      this.nameOf[field.id] = field.name;
+      const nested = field.resolve().resolvedType;
+      if (nested && 'fieldsArray' in nested) {
+        this.kindOf[field.id] = FieldKind.MESSAGE;
+        this.columnOf[field.id] = this.children.length;
+        this.children.push(new WireLayout(nested.name));
+        this.childNames.push(field.name);
+        continue;
+      }
+      const kind = KIND_OF_TYPE[field.type];
+      if (kind === undefined) throw new Error(`${messageName}.${field.name}: no wire decoder for ${field.type}`);
+      this.kindOf[field.id] = kind;
+      if (kind === FieldKind.STRING) {
+        this.columnOf[field.id] = this.strNames.length;
+        this.strNames.push(field.name);
+      } else {
+        this.columnOf[field.id] = this.numNames.length;
+        this.numNames.push(field.name);
+        this.numDefaults.push(field.options?.proto3_optional === true ? NaN : 0);
+      }
+    }
+  }
+
+  numColumn(name: string): number {
+    const i = this.numNames.indexOf(name);
+    if (i < 0) throw new Error(`${this.messageName} has no number field ${name}`);
+    return i;
+  }
+
+  strColumn(name: string): number {
+    const i = this.strNames.indexOf(name);
+    if (i < 0) throw new Error(`${this.messageName} has no string field ${name}`);
+    return i;
+  }
+
+  childColumn(name: string): number {
+    const i = this.childNames.indexOf(name);
+    if (i < 0) throw new Error(`${this.messageName} has no message field ${name}`);
+    return i;
+  }
+}
+
+/** `count` decoded records of one message type, by column. */
+export class WireTable {
+  readonly numWidth: number;
+  readonly strWidth: number;
+  /** Row r, number column c: num[r * numWidth + c]. */
+  readonly num: Float64Array;
+  /** Row r, string column c: bytes [str[2 * (r * strWidth + c)], str[... + 1]) of the body. */
+  readonly str: Int32Array;
+  readonly children: WireTable[];
+  private readonly hasNaNDefaults: boolean;
+
+  constructor(readonly layout: WireLayout, readonly count: number) {
+    this.numWidth = layout.numNames.length;
+    this.strWidth = layout.strNames.length;
+    this.num = new Float64Array(count * this.numWidth);
+    this.str = new Int32Array(count * this.strWidth * 2);
+    this.children = layout.children.map((child) => new WireTable(child, count));
+    this.hasNaNDefaults = layout.numDefaults.some((d) => d !== 0);
+    if (this.hasNaNDefaults) for (let r = 0; r < count; r++) this.resetRow(r);
+  }
+
+  /** Puts row r back to the defaults (a message field seen twice: the last one replaces the first). */
+  resetRow(r: number): void {
+    const base = r * this.numWidth;
+    const defaults = this.layout.numDefaults;
+    for (let c = 0; c < this.numWidth; c++) this.num[base + c] = defaults[c];
+    if (this.strWidth > 0) this.str.fill(0, 2 * r * this.strWidth, 2 * (r + 1) * this.strWidth);
+    for (const child of this.children) child.resetRow(r);
+  }
+}
+
+export class WireFormatError extends Error {}
+
+// The value of the last varint read, as unsigned 32-bit halves (module state: no allocation).
+let varLo = 0;
+let varHi = 0;
+
+/** Reads a varint at pos (at most 10 bytes, none past end) into varLo/varHi; returns the next position. */
+function readVarint(buf: Uint8Array, pos: number, end: number): number {
+  let b = 0;
+  let lo = 0;
+  for (let shift = 0; shift < 28; shift += 7) {
+    if (pos >= end) throw new WireFormatError('truncated varint');
+    b = buf[pos++];
+    lo |= (b & 127) << shift;
+    if (b < 128) {
+      varLo = lo >>> 0;
+      varHi = 0;
+      return pos;
+    }
+  }
+  if (pos >= end) throw new WireFormatError('truncated varint');
+  b = buf[pos++];
+  lo |= (b & 15) << 28;
+  let hi = (b & 127) >> 4;
+  if (b >= 128) {
+    for (let shift = 3; ; shift += 7) {
+      if (shift > 31) throw new WireFormatError('varint longer than 10 bytes');
+      if (pos >= end) throw new WireFormatError('truncated varint');
+      b = buf[pos++];
+      hi |= (b & 127) << shift;
+      if (b < 128) break;
+    }
+  }
+  varLo = lo >>> 0;
+  varHi = hi >>> 0;
+  return pos;
+}
+
+/** Reads a length prefix and checks that the bytes it announces are there; returns their start. */
+function readLength(buf: Uint8Array, pos: number, end: number): number {
+  pos = readVarint(buf, pos, end);
+  if (varHi !== 0 || varLo > end - pos) throw new WireFormatError('length past the end of the message');
+  return pos;
+}
+
+function skipField(buf: Uint8Array, pos: number, end: number, wireType: number): number {
+  switch (wireType) {
+    case 0: return readVarint(buf, pos, end);
+    case 1: pos += 8; break;
+    case 2: pos = readLength(buf, pos, end) + varLo; break;
+    case 5: pos += 4; break;
+    default: throw new WireFormatError(`unsupported wire type ${wireType}`);
+  }
+  if (pos > end) throw new WireFormatError('field past the end of the message');
+  return pos;
+}
+
+function int64Of(lo: number, hi: number): number {
+  if (hi >>> 31 === 0) return hi * 4294967296 + lo;
+  // Two's complement, as protobufjs' LongBits.toNumber(false).
+  lo = (~lo + 1) >>> 0;
+  hi = ~hi >>> 0;
+  if (lo === 0) hi = (hi + 1) >>> 0;
+  return -(lo + hi * 4294967296);
+}
+
+function decodeMessage(table: WireTable, row: number, buf: Uint8Array, pos: number, end: number): void {
+  const layout = table.layout;
+  const { kindOf, columnOf } = layout;
+  const num = table.num;
+  const str = table.str;
+  const numBase = row * table.numWidth;
+  const strBase = row * table.strWidth;
+  while (pos < end) {
+    pos = readVarint(buf, pos, end);
+    const fieldNo = varLo >>> 3;
+    const wireType = varLo & 7;
+    const kind = fieldNo < kindOf.length ? kindOf[fieldNo] : -1;
+    if (kind < 0) {
+      pos = skipField(buf, pos, end, wireType);
+      continue;
+    }
+    const col = columnOf[fieldNo];
+    if (kind === FieldKind.STRING || kind === FieldKind.MESSAGE) {
+      if (wireType !== 2) throw new WireFormatError(`${layout.messageName}.${layout.nameOf[fieldNo]}: wire type ${wireType}, expected 2`);
+      pos = readLength(buf, pos, end);
+      const stop = pos + varLo;
+      if (kind === FieldKind.STRING) {
+        str[2 * (strBase + col)] = pos;
+        str[2 * (strBase + col) + 1] = stop;
+      } else {
+        const child = table.children[col];
+        child.resetRow(row);
+        decodeMessage(child, row, buf, pos, stop);
+      }
+      pos = stop;
+      continue;
+    }
+    if (wireType !== 0) throw new WireFormatError(`${layout.messageName}.${layout.nameOf[fieldNo]}: wire type ${wireType}, expected 0`);
+    pos = readVarint(buf, pos, end);
+    switch (kind) {
+      case FieldKind.UINT64: num[numBase + col] = varHi * 4294967296 + varLo; break;
+      case FieldKind.UINT32: num[numBase + col] = varLo; break;
+      case FieldKind.INT32: num[numBase + col] = varLo | 0; break;
+      case FieldKind.BOOL: num[numBase + col] = varLo !== 0 ? 1 : 0; break;
+      default: num[numBase + col] = int64Of(varLo, varHi);
+    }
+  }
+}
+
+/**
+ * Decodes a batch message whose field 1 is the repeated record (`logs`, `documents`); other
+ * fields are skipped. Throws WireFormatError on bytes that are not such a message.
+ */
+export function decodeWireBatch(layout: WireLayout, body: Uint8Array): WireTable {
+  const end = body.length;
+  let count = 0;
+  for (let pos = 0; pos < end;) {
+    pos = readVarint(body, pos, end);
+    const fieldNo = varLo >>> 3;
+    const wireType = varLo & 7;
+    if (fieldNo === 1 && wireType !== 2) throw new WireFormatError(`batch field 1: wire type ${wireType}, expected 2`);
+    if (fieldNo === 1) count++;
+    pos = skipField(body, pos, end, wireType);
+  }
+  const table = new WireTable(layout, count);
+  let row = 0;
+  for (let pos = 0; pos < end;) {
+    pos = readVarint(body, pos, end);
+    if (varLo >>> 3 !== 1) {
+      pos = skipField(body, pos, end, varLo & 7);
+      continue;
+    }
+    pos = readLength(body, pos, end);
+    const stop = pos + varLo;
+    decodeMessage(table, row++, body, pos, stop);
+    pos = stop;
+  }
+  return table;
+}
