@@ -1,6 +1,7 @@
 // Quadruple benchmark: flow reports/s through what the quadruple service does per FlowBatch
-// message (protobuf decode, 1 s and 1 min windows, concurrent connections, FlowAggr, the L4 log
-// throttle), without the socket. Run: node dist/bench/quadruple-bench.js
+// message (decode straight from the body, 1 s and 1 min windows, concurrent connections,
+// FlowAggr, the L4 log throttle, DocumentBatch/L4LogBatch encoding), without the socket; and the
+// stage alone on decoded objects (no encoding). Run: node dist/bench/quadruple-bench.js
 import { flowtap } from '../lib/proto';
 import { PacketBatch } from '../lib/packet-batch';
 import { QuadrupleStage } from '../services/quadruple/quadruple-stage';
@@ -14,7 +15,9 @@ function v4(a: number): Uint8Array {
 }
 
 export interface QuadrupleBenchResult {
-  reports: number; seconds: number; reportsPerSec: number; documents: number; l4Logs: number;
+  /** wire: FlowBatch bodies in, encoded batches out (the service); objects: decoded records in, objects out. */
+  path: 'wire' | 'objects';
+  reports: number; seconds: number; cpuSeconds: number; reportsPerSec: number; reportsPerCpuSec: number; documents: number; l4Logs: number;
 }
 
 /**
@@ -27,9 +30,12 @@ export function benchQuadruple(): number {
 }
 
 /** `flows` flows with 1000 clients and 50 servers, each reporting every second for `seconds` s. */
-export function measureQuadruple(flows = 10_000, seconds = 60): QuadrupleBenchResult {
+export function measureQuadruple(flows = 10_000, seconds = 60, path: 'wire' | 'objects' = 'wire'): QuadrupleBenchResult {
   let documents = 0, l4Logs = 0;
-  const q = new QuadrupleStage({ onDocument: () => { documents++; }, onL4Log: () => { l4Logs++; } });
+  const q = path === 'wire'
+    ? new QuadrupleStage({ batchSize: 1024, onDocumentBatch: (_, n) => { documents += n; }, onL4LogBatch: (_, n) => { l4Logs += n; } })
+    : new QuadrupleStage({ onDocument: () => { documents++; }, onL4Log: () => { l4Logs++; } });
+  let cpuUs = 0;
   const clients = Array.from({ length: 1000 }, (_, k) => v4(k));
   const servers = Array.from({ length: 50 }, (_, k) => v4(0x100000 + k));
   let elapsedNs = 0n, reports = 0;
@@ -37,9 +43,14 @@ export function measureQuadruple(flows = 10_000, seconds = 60): QuadrupleBenchRe
   const send = () => {
     // What arrives on the socket: one encoded FlowBatch (encoding is flow's cost, not timed).
     const body = flowtap.FlowBatch.encode({ flows: batch }).finish();
-    const t0 = process.hrtime.bigint();
-    q.addFlows(flowtap.FlowBatch.decode(body).flows);
+    // The objects path is timed without its protobufjs decode: the stage alone.
+    const decoded = path === 'objects' ? flowtap.FlowBatch.decode(body).flows : [];
+    const c0 = process.cpuUsage(), t0 = process.hrtime.bigint();
+    if (path === 'wire') q.addFlowBatch(body);
+    else q.addFlows(decoded);
     elapsedNs += process.hrtime.bigint() - t0;
+    const c = process.cpuUsage(c0);
+    cpuUs += c.user + c.system;
     reports += batch.length;
     batch.length = 0;
   };
@@ -57,14 +68,19 @@ export function measureQuadruple(flows = 10_000, seconds = 60): QuadrupleBenchRe
     }
   }
   send();
-  const t0 = process.hrtime.bigint();
+  const c0 = process.cpuUsage(), t0 = process.hrtime.bigint();
   q.flush();
+  if (path === 'wire') (q as QuadrupleStage).flushBatches();
   elapsedNs += process.hrtime.bigint() - t0;
-  const secs = Number(elapsedNs) / 1e9;
-  return { reports, seconds: secs, reportsPerSec: reports / secs, documents, l4Logs };
+  const c = process.cpuUsage(c0);
+  cpuUs += c.user + c.system;
+  const secs = Number(elapsedNs) / 1e9, cpuSecs = cpuUs / 1e6;
+  return { path, reports, seconds: secs, cpuSeconds: cpuSecs, reportsPerSec: reports / secs, reportsPerCpuSec: reports / cpuSecs, documents, l4Logs };
 }
 
 if (require.main === module) {
-  measureQuadruple(2_000, 10); // warm-up
-  console.log(JSON.stringify(measureQuadruple(), null, 1));
+  for (const path of ['wire', 'objects'] as const) {
+    measureQuadruple(2_000, 10, path); // warm-up
+    console.log(JSON.stringify(measureQuadruple(10_000, 60, path)));
+  }
 }

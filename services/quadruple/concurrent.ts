@@ -5,68 +5,63 @@
 // State is per flow, not a count per row key, so that a close report that arrives too late for
 // its window (dropped from the metrics as late data) still ends the carry, and a flow whose close
 // never arrives stops being carried after `idleLimitSec` without a report: a key whose flows are
-// all gone stops carrying.
-import { flowtap } from '../../lib/proto';
-import { newFlowMeter } from './meters';
-import { Rows } from './windows';
-
-interface CarriedFlow {
-  /** Row keys (client side, server side, edge) in the network tables. */
-  keys: [string, string, string];
-  ip0: string;
-  ip1: string;
-  port: number;
-  proto: number;
-  /** Second of its first report seen, and of its last. */
-  firstSec: number;
-  lastSec: number;
-  /** Second of its close report (Infinity while open). */
-  closeSec: number;
-}
+// all gone stops carrying. The state lives in the FlowTable's slot of the flow (carry* at
+// slot * 2 + g); this class keeps the list of carried slots.
+import { FlowTable } from './flow-aggr';
+import { FM } from './meters';
+import { RowStore } from './windows';
 
 export class ConcurrentConnections {
   /** Flows dropped from the carry because they sent nothing for idleLimitSec (their close was lost). */
   expired = 0;
-  private readonly flows = new Map<number, CarriedFlow>();
+  /** Slots carried, in the order they were first seen. */
+  private carried: number[] = [];
 
-  constructor(readonly sizeSec: number, readonly suffix: '1s' | '1m', readonly idleLimitSec: number) {}
+  /** `g`: this carry's index in the FlowTable's carry columns (0: 1 s, 1: 1 min). */
+  constructor(private readonly table: FlowTable, private readonly g: 0 | 1, readonly sizeSec: number, readonly idleLimitSec: number) {}
 
   get size(): number {
-    return this.flows.size;
+    return this.carried.length;
   }
 
-  /** A report of flow `flowId` at second `sec`; called for late reports too (their close still counts). */
-  seen(flowId: number, sec: number, closed: boolean, keys: [string, string, string], ip0: string, ip1: string, port: number, proto: number): void {
-    let f = this.flows.get(flowId);
-    if (!f) {
-      f = { keys, ip0, ip1, port, proto, firstSec: sec, lastSec: sec, closeSec: Infinity };
-      this.flows.set(flowId, f);
+  /** A report of the flow in slot `s` at second `sec`; called for late reports too (their close still counts). */
+  seen(s: number, sec: number, closed: boolean): void {
+    const t = this.table, i = s * 2 + this.g;
+    if (!t.inCarry[i]) {
+      t.inCarry[i] = 1;
+      t.carryFirst[i] = sec; t.carryLast[i] = sec; t.carryClose[i] = Infinity;
+      this.carried.push(s);
     }
-    if (sec < f.firstSec) f.firstSec = sec;
-    if (sec > f.lastSec) f.lastSec = sec;
-    if (closed && sec < f.closeSec) f.closeSec = sec;
+    if (sec < t.carryFirst[i]) t.carryFirst[i] = sec;
+    if (sec > t.carryLast[i]) t.carryLast[i] = sec;
+    if (closed && sec < t.carryClose[i]) t.carryClose[i] = sec;
   }
 
   /** Sets the load of the window [start, start + sizeSec) that is closing; forgets flows that ended in it. */
-  applyTo(start: number, rows: Rows): void {
-    const end = start + this.sizeSec;
-    for (const [id, f] of this.flows) {
-      if (f.firstSec >= end) continue; // opened in a later window, still open
-      if (f.closeSec < start) { this.flows.delete(id); continue; } // its close came late
-      if (f.closeSec === Infinity && f.lastSec + this.idleLimitSec < start) { this.flows.delete(id); this.expired++; continue; }
-      for (let k = 0; k < 3; k++) {
-        const key = f.keys[k];
-        let row = rows.get(key);
-        if (!row) { row = { doc: this.doc(k, start, f) }; rows.set(key, row); }
-        const meter = row.flow ??= newFlowMeter();
-        meter.load++;
+  applyTo(start: number, rows: RowStore): void {
+    const t = this.table, end = start + this.sizeSec, carried = this.carried;
+    let kept = 0;
+    for (let k = 0; k < carried.length; k++) {
+      const s = carried[k], i = s * 2 + this.g;
+      const close = t.carryClose[i];
+      let keep = true;
+      if (t.carryFirst[i] >= end) { // opened in a later window, still open
+      } else if (close < start) { // its close came late
+        keep = false;
+      } else if (close === Infinity && t.carryLast[i] + this.idleLimitSec < start) {
+        keep = false;
+        this.expired++;
+      } else {
+        t.networkRows(s, this.g, rows);
+        const m = rows.flow; // after the rows are made: making one may reallocate it
+        m[t.outC * FM.SIZE + FM.load]++;
+        m[t.outS * FM.SIZE + FM.load]++;
+        m[t.outE * FM.SIZE + FM.load]++;
+        if (close < end) keep = false;
       }
-      if (f.closeSec < end) this.flows.delete(id);
+      if (keep) carried[kept++] = s;
+      else { t.inCarry[i] = 0; t.release(s); }
     }
-  }
-
-  private doc(k: number, time: number, f: CarriedFlow): flowtap.IDocument {
-    if (k === 2) return { table: `network_map.${this.suffix}`, time, ip_0: f.ip0, ip_1: f.ip1, server_port: f.port, protocol: f.proto };
-    return { table: `network.${this.suffix}`, time, ip: k === 0 ? f.ip0 : f.ip1, side: k === 0 ? 'client' : 'server', server_port: f.port, protocol: f.proto };
+    carried.length = kept;
   }
 }

@@ -1,7 +1,7 @@
 // The quadruple service: flow reports from flow and app meters from l7 in; 1 s and 1 m metric
-// documents and per-minute L4 flow logs out, to the sender.
-import { flowtap } from '../../lib/proto';
-import { BatchOut, kindName, runService } from '../../lib/service';
+// documents and per-minute L4 flow logs out, to the sender. Batches are decoded and encoded by
+// the stage itself (wire.ts); this shell queues the encoded batches and sends them.
+import { kindName, runService } from '../../lib/service';
 import { Kind } from '../../lib/transport';
 import { QuadrupleStage } from './quadruple-stage';
 
@@ -9,10 +9,15 @@ void runService({
   name: 'quadruple',
   async setup(ctx) {
     const cfg = ctx.config.quadruple;
-    const documents = new BatchOut<flowtap.IDocument>(ctx, 'sender', Kind.DOCUMENT_BATCH, (d) => flowtap.DocumentBatch.encode({ documents: d }).finish());
-    const l4Logs = new BatchOut<flowtap.IL4FlowLog>(ctx, 'sender', Kind.L4_LOG_BATCH, (l) => flowtap.L4LogBatch.encode({ logs: l }).finish());
+    // Encoded batches waiting to be sent, L4 logs before documents as they always went.
+    const l4Batches: [Buffer, number][] = [];
+    const documentBatches: [Buffer, number][] = [];
     const stage = new QuadrupleStage(
-      { onDocument: documents.push, onL4Log: l4Logs.push },
+      {
+        batchSize: ctx.config.transport.batch_size,
+        onDocumentBatch: (body, count) => { documentBatches.push([body, count]); },
+        onL4LogBatch: (body, count) => { l4Batches.push([body, count]); },
+      },
       {
         toleranceSecondSec: cfg.late_tolerance_1s,
         toleranceMinuteSec: cfg.late_tolerance_1m,
@@ -26,33 +31,31 @@ void runService({
     ctx.metrics.trackSize('flows_in_aggregation', () => stage.flowsInAggr);
     ctx.metrics.trackSize('l4_logs_held_by_throttle', () => stage.l4LogsHeld);
     ctx.metrics.trackSize('flows_carried_1m', () => stage.flowsCarried);
-    const sendAll = async () => {
-      await l4Logs.flush(true);
-      await documents.flush(true);
+    const send = async () => {
+      // shift(), not a loop then clear: nothing pushed while a send waits is lost.
+      for (let b = l4Batches.shift(); b; b = l4Batches.shift()) await ctx.send('sender', Kind.L4_LOG_BATCH, b[0], b[1]);
+      for (let b = documentBatches.shift(); b; b = documentBatches.shift()) await ctx.send('sender', Kind.DOCUMENT_BATCH, b[0], b[1]);
     };
     return {
       async onBatch(kind, body) {
         if (kind === Kind.FLOW_BATCH) {
-          const { flows } = flowtap.FlowBatch.decode(body);
-          ctx.metrics.recordsIn.inc({ kind: kindName(kind) }, flows.length);
-          stage.addFlows(flows);
+          ctx.metrics.recordsIn.inc({ kind: kindName(kind) }, stage.addFlowBatch(body));
         } else if (kind === Kind.APP_METER_BATCH) {
-          const { meters } = flowtap.AppMeterBatch.decode(body);
-          ctx.metrics.recordsIn.inc({ kind: kindName(kind) }, meters.length);
-          stage.addAppMeters(meters);
+          ctx.metrics.recordsIn.inc({ kind: kindName(kind) }, stage.addAppMeterBatch(body));
         } else {
           throw new Error(`quadruple does not take ${kindName(kind)}`);
         }
-        await l4Logs.flush();
-        await documents.flush();
+        await send();
       },
       async onTick(timeUs) {
         stage.advance(timeUs);
-        await sendAll();
+        stage.flushBatches();
+        await send();
       },
       async onEndOfStream() {
         stage.flush();
-        await sendAll();
+        stage.flushBatches();
+        await send();
       },
     };
   },

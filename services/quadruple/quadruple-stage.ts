@@ -22,14 +22,14 @@
 // l4LogPerSecond per second of packet time, a uniform sample of each 4 s bucket, held until the
 // bucket ends.
 import { flowtap } from '../../lib/proto';
-import { formatIp } from '../../lib/packet-batch';
 import { ReservoirThrottle } from '../../lib/throttle';
 import { ConcurrentConnections } from './concurrent';
-import { FlowAggr } from './flow-aggr';
+import { FlowTable, IpStrings, LogOutput } from './flow-aggr';
 import {
-  AppMeterCounts, FlowReport, addAppToFlowMeter, addAppToMeter, addFlowToMeter, newAppMeter, newFlowMeter, newFlowReport, readFlowReport,
+  AM, AppRecord, FLOW_METER_FIELDS, FM, FlowRecord, addAppToFlowMeter, addAppToMeter, addFlowToMeter, appMeterObject, flowMeterObject,
 } from './meters';
-import { Rows, Windows } from './windows';
+import { ROW_TABLES, RowKind, RowStore, Windows, keyHash } from './windows';
+import { BatchWriter, ProtoReader, ProtoWriter, StringCache, decodeAppMeterBatch, decodeFlowBatch } from './wire';
 
 export interface QuadrupleConfig {
   /** Late-data tolerance of 1 s windows, s (DeepFlow: 9). */
@@ -50,9 +50,21 @@ export const DEFAULT_QUADRUPLE_CONFIG: QuadrupleConfig = {
   toleranceSecondSec: 9, toleranceMinuteSec: 69, l4LogPerSecond: 10000, aggregateHealthChecks: false, carryIdleLimitSec: 600,
 };
 
+/** Records one at a time, as objects (tests, the in-process pipeline). */
 export interface QuadrupleOutputs {
   onDocument(doc: flowtap.IDocument): void;
   onL4Log(log: flowtap.IL4FlowLog): void;
+}
+
+/**
+ * Records as encoded batch messages (the service): DocumentBatch and L4LogBatch bodies of
+ * `batchSize` records each, written straight from the rows' meter slots; `flushBatches` sends
+ * the partial last ones.
+ */
+export interface QuadrupleWireOutputs {
+  batchSize: number;
+  onDocumentBatch(body: Buffer, count: number): void;
+  onL4LogBatch(body: Buffer, count: number): void;
 }
 
 /**
@@ -66,19 +78,36 @@ export interface QuadrupleOutputs {
 export type QuadrupleDropReason = 'late_flow_1s' | 'late_flow_1m' | 'late_app_1s' | 'late_app_1m' | 'bad_flow' | 'bad_app'
   | 'l4_log_throttled';
 
-/** Row keys of a flow in the network tables: client side, server side, edge. */
-function rowKeys(ip0: string, ip1: string, port: number, proto: number): [string, string, string] {
-  return [`c|${ip0}|${port}|${proto}`, `s|${ip1}|${port}|${proto}`, `e|${ip0}|${ip1}|${port}|${proto}`];
-}
-
 interface Granularity {
   suffix: '1s' | '1m';
   windows: Windows;
   /** Flows alive, carried from window to window (flow_meter.load). */
   carry: ConcurrentConnections;
+  /** Encoded `table` fields (tag, length, name) by RowKind. */
+  tableField: Buffer[];
 }
 
-export class QuadrupleStage {
+/** An L4 log held by the throttle in wire mode: its encoded fields in the log arena. */
+interface EncodedLog {
+  start: number;
+  end: number;
+  sampled?: boolean | null;
+}
+
+type HeldLog = flowtap.IL4FlowLog | EncodedLog;
+
+/** Document.side, encoded (field 4), for client and server rows. */
+const SIDE_FIELDS = ['client', 'server'].map((side) => Buffer.from([(4 << 3) | 2, side.length, ...Buffer.from(side)]));
+/** L4FlowLog.sampled = true (field 40, varint 1), appended to a held log the throttle marked. */
+const SAMPLED_TRUE = Buffer.from([0xc0, 0x02, 0x01]);
+const FLOW_METER_TAGS = FLOW_METER_FIELDS.map(([, no]) => no << 3);
+
+function granularity(suffix: '1s' | '1m', windows: Windows, carry: ConcurrentConnections): Granularity {
+  const tableField = ROW_TABLES.map((t) => { const name = Buffer.from(`${t}.${suffix}`); return Buffer.from([(1 << 3) | 2, name.length, ...name]); });
+  return { suffix, windows, carry, tableField };
+}
+
+export class QuadrupleStage implements LogOutput {
   readonly drops: Record<QuadrupleDropReason, number> = {
     late_flow_1s: 0, late_flow_1m: 0, late_app_1s: 0, late_app_1m: 0, bad_flow: 0, bad_app: 0, l4_log_throttled: 0,
   };
@@ -86,30 +115,51 @@ export class QuadrupleStage {
   readonly config: QuadrupleConfig;
   private readonly second: Granularity;
   private readonly minute: Granularity;
-  private readonly aggr: FlowAggr;
-  private readonly l4Throttle: ReservoirThrottle<flowtap.IL4FlowLog>;
+  private readonly table: FlowTable;
+  private readonly l4Throttle: ReservoirThrottle<HeldLog>;
   private clockSec = -Infinity;
-  /** The report being added, flattened (reused). */
-  private readonly report = newFlowReport();
+  /** The record being added (reused). */
+  private readonly flowRecord = new FlowRecord();
+  private readonly appRecord = new AppRecord();
+  private readonly reader = new ProtoReader();
+  private readonly strings = new StringCache();
+  private readonly addFlowRecord = (r: FlowRecord) => this.addFlow(r);
+  private readonly addAppRecord = (r: AppRecord) => this.addAppMeter(r);
+  // Wire mode only.
+  private readonly objects: QuadrupleOutputs | undefined;
+  private readonly documentBatch: BatchWriter | undefined;
+  private readonly l4Batch: BatchWriter | undefined;
+  /** Encoded L4 logs waiting in the throttle (emptied whenever it holds none). */
+  private readonly logArena = new ProtoWriter();
 
-  constructor(private readonly outputs: QuadrupleOutputs, config: Partial<QuadrupleConfig> = {}) {
+  constructor(outputs: QuadrupleOutputs | QuadrupleWireOutputs, config: Partial<QuadrupleConfig> = {}) {
     this.config = { ...DEFAULT_QUADRUPLE_CONFIG, ...config };
     const c = this.config;
-    this.second = { suffix: '1s', windows: new Windows(1, c.toleranceSecondSec), carry: new ConcurrentConnections(1, '1s', c.carryIdleLimitSec) };
-    this.minute = { suffix: '1m', windows: new Windows(60, c.toleranceMinuteSec), carry: new ConcurrentConnections(60, '1m', c.carryIdleLimitSec) };
-    this.l4Throttle = new ReservoirThrottle<flowtap.IL4FlowLog>(c.l4LogPerSecond, (log) => {
+    this.table = new FlowTable(this, c.aggregateHealthChecks);
+    this.second = granularity('1s', new Windows(1, c.toleranceSecondSec), new ConcurrentConnections(this.table, 0, 1, c.carryIdleLimitSec));
+    this.minute = granularity('1m', new Windows(60, c.toleranceMinuteSec), new ConcurrentConnections(this.table, 1, 60, c.carryIdleLimitSec));
+    if ('onDocumentBatch' in outputs) {
+      this.documentBatch = new BatchWriter(outputs.batchSize, (body, count) => outputs.onDocumentBatch(body, count));
+      this.l4Batch = new BatchWriter(outputs.batchSize, (body, count) => outputs.onL4LogBatch(body, count));
+    } else {
+      this.objects = outputs;
+    }
+    this.l4Throttle = new ReservoirThrottle<HeldLog>(c.l4LogPerSecond, (log) => {
       this.totals.l4Logs++;
-      this.outputs.onL4Log(log);
+      if (this.objects) { this.objects.onL4Log(log as flowtap.IL4FlowLog); return; }
+      const { start, end, sampled } = log as EncodedLog;
+      const w = this.l4Batch!.w;
+      w.varint(10);
+      w.varint(end - start + (sampled ? SAMPLED_TRUE.length : 0));
+      w.raw(this.logArena.buf, start, end);
+      if (sampled) w.raw(SAMPLED_TRUE);
+      this.l4Batch!.recordAdded();
     }, c.throttleSeed);
-    this.aggr = new FlowAggr((log) => {
-      this.l4Throttle.add(log, Math.max(Number(log.end_time) || 0, this.clockSec * 1e6));
-      this.drops.l4_log_throttled = this.l4Throttle.dropped;
-    }, c.aggregateHealthChecks);
   }
 
   /** Gauge: flows with an L4 log being merged. */
   get flowsInAggr(): number {
-    return this.aggr.size;
+    return this.table.size;
   }
 
   /** Gauge: L4 logs held by the throttle until their 4 s bucket ends. */
@@ -125,20 +175,37 @@ export class QuadrupleStage {
   /** Counters: flow logs merged into health-check logs; carried flows expired without a close. */
   get counters(): { health_checks_merged: number; carry_expired_1s: number; carry_expired_1m: number } {
     return {
-      health_checks_merged: this.aggr.healthChecksMerged,
+      health_checks_merged: this.table.healthChecksMerged,
       carry_expired_1s: this.second.carry.expired,
       carry_expired_1m: this.minute.carry.expired,
     };
   }
 
   addFlows(flows: flowtap.IFlow[]): void {
-    for (const f of flows) this.addFlow(f);
+    for (const f of flows) this.addFlow(this.flowRecord.fromObject(f));
     this.advanceTo(this.clockSec);
   }
 
   addAppMeters(meters: flowtap.IAppMeter[]): void {
-    for (const m of meters) this.addAppMeter(m);
+    for (const m of meters) this.addAppMeter(this.appRecord.fromObject(m));
     this.advanceTo(this.clockSec);
+  }
+
+  /**
+   * A FlowBatch message body, decoded straight into the stage; returns the number of flows.
+   * Throws on a malformed body (the flows before the fault have been added).
+   */
+  addFlowBatch(body: Uint8Array): number {
+    const count = decodeFlowBatch(body, this.reader, this.strings, this.flowRecord, this.addFlowRecord);
+    this.advanceTo(this.clockSec);
+    return count;
+  }
+
+  /** An AppMeterBatch message body, as addFlowBatch. */
+  addAppMeterBatch(body: Uint8Array): number {
+    const count = decodeAppMeterBatch(body, this.reader, this.strings, this.appRecord, this.addAppRecord);
+    this.advanceTo(this.clockSec);
+    return count;
   }
 
   /** Moves the clock (µs) and closes the windows now past their tolerance. */
@@ -150,8 +217,46 @@ export class QuadrupleStage {
   flush(): void {
     this.second.windows.flush((start, rows) => this.closeWindow(this.second, start, rows));
     this.minute.windows.flush((start, rows) => this.closeWindow(this.minute, start, rows));
-    this.aggr.flush();
+    this.table.flush();
     this.l4Throttle.flush();
+  }
+
+  /** Wire mode: hands over the partial last batches (the service does this on ticks and at the end). */
+  flushBatches(): void {
+    this.l4Batch?.flush();
+    this.documentBatch?.flush();
+  }
+
+  /** LogOutput: a flow's L4 log leaves the aggregation, read from its slot, into the throttle. */
+  fromSlot(table: FlowTable, s: number): void {
+    let log: HeldLog;
+    if (this.objects) log = table.logObject(s);
+    else {
+      const arena = this.logArena;
+      if (this.l4Throttle.held === 0) arena.pos = 0;
+      const start = arena.pos;
+      table.encodeLog(s, arena);
+      log = { start, end: arena.pos, sampled: false };
+    }
+    this.offerLog(log, table.logEndTime(s));
+  }
+
+  /** LogOutput: a merged health-check log. */
+  fromObject(obj: flowtap.IL4FlowLog): void {
+    let log: HeldLog = obj;
+    if (!this.objects) {
+      const arena = this.logArena;
+      if (this.l4Throttle.held === 0) arena.pos = 0;
+      const start = arena.pos;
+      arena.raw(flowtap.L4FlowLog.encode(obj).finish());
+      log = { start, end: arena.pos, sampled: false };
+    }
+    this.offerLog(log, Number(obj.end_time) || 0);
+  }
+
+  private offerLog(log: HeldLog, endTimeUs: number): void {
+    this.l4Throttle.add(log, Math.max(endTimeUs || 0, this.clockSec * 1e6));
+    this.drops.l4_log_throttled = this.l4Throttle.dropped;
   }
 
   private advanceTo(sec: number): void {
@@ -161,14 +266,14 @@ export class QuadrupleStage {
     this.second.windows.advance(sec, (start, rows) => this.closeWindow(this.second, start, rows));
     this.minute.windows.advance(sec, (start, rows) => {
       this.closeWindow(this.minute, start, rows);
-      this.aggr.closeMinutesBefore(start + 60);
+      this.table.closeMinutesBefore(start + 60);
     });
     this.l4Throttle.advance(sec * 1e6);
   }
 
-  private addFlow(f: flowtap.IFlow): void {
-    const t = Number(f.report_time);
-    if (!(t > 0) || f.ip_0?.length !== 16 || f.ip_1?.length !== 16) { this.drops.bad_flow++; return; }
+  private addFlow(r: FlowRecord): void {
+    const t = r.report_time;
+    if (!(t > 0) || r.ip_0_len !== 16 || r.ip_1_len !== 16) { this.drops.bad_flow++; return; }
     this.totals.flows++;
     const sec = Math.floor(t / 1e6);
     if (sec > this.clockSec) this.clockSec = sec;
@@ -176,97 +281,174 @@ export class QuadrupleStage {
     const rows1m = this.minute.windows.rowsAt(sec);
     if (!rows1s) this.drops.late_flow_1s++;
     if (!rows1m) this.drops.late_flow_1m++;
+    const table = this.table;
+    const s = table.slotOf(r);
+    // Late or not, the report tells the carry the flow is alive (or closed).
+    this.second.carry.seen(s, sec, r.is_closed);
+    this.minute.carry.seen(s, sec, r.is_closed);
     // FlowAggr (only while the minute is open) also tells whether the flow is new to the windows.
-    const port = Number(f.server_port ?? 0), proto = Number(f.protocol ?? 0);
-    let keys: [string, string, string] | undefined, ip0: string, ip1: string;
     let firstInSecond = true, firstInMinute = true;
     if (rows1m) {
-      const r = this.aggr.add(f, sec);
-      ip0 = r.acc.log.ip_0!; ip1 = r.acc.log.ip_1!;
-      firstInSecond = r.firstInSecond; firstInMinute = r.firstInMinute;
-      keys = r.acc.rowKeys ??= rowKeys(ip0, ip1, port, proto);
-    } else {
-      ip0 = formatIp(f.ip_0); ip1 = formatIp(f.ip_1);
-      keys = rowKeys(ip0, ip1, port, proto);
+      const first = table.aggregate(s, r, sec);
+      firstInSecond = (first & 1) !== 0;
+      firstInMinute = (first & 2) !== 0;
     }
-    // Late or not, the report tells the carry the flow is alive (or closed).
-    const id = Number(f.flow_id), closed = f.is_closed === true;
-    this.second.carry.seen(id, sec, closed, keys, ip0, ip1, port, proto);
-    this.minute.carry.seen(id, sec, closed, keys, ip0, ip1, port, proto);
-    const r = readFlowReport(f, this.report);
-    if (rows1s) this.addNetworkRows(rows1s, this.second, sec, r, keys, ip0, ip1, port, proto, firstInSecond);
-    if (rows1m) this.addNetworkRows(rows1m, this.minute, sec - (sec % 60), r, keys, ip0, ip1, port, proto, firstInMinute);
+    if (rows1s) this.addNetworkRows(rows1s, 0, s, r, firstInSecond);
+    if (rows1m) this.addNetworkRows(rows1m, 1, s, r, firstInMinute);
   }
 
-  private addNetworkRows(rows: Rows, g: Granularity, time: number, f: FlowReport, keys: [string, string, string],
-    ip0: string, ip1: string, port: number, proto: number, distinct: boolean): void {
-    let c = rows.get(keys[0]);
-    if (!c) rows.set(keys[0], c = { doc: { table: `network.${g.suffix}`, time, ip: ip0, side: 'client', server_port: port, protocol: proto }, flow: newFlowMeter() });
-    let s = rows.get(keys[1]);
-    if (!s) rows.set(keys[1], s = { doc: { table: `network.${g.suffix}`, time, ip: ip1, side: 'server', server_port: port, protocol: proto }, flow: newFlowMeter() });
-    let e = rows.get(keys[2]);
-    if (!e) rows.set(keys[2], e = { doc: { table: `network_map.${g.suffix}`, time, ip_0: ip0, ip_1: ip1, server_port: port, protocol: proto }, flow: newFlowMeter() });
-    addFlowToMeter(c.flow!, f, false);
-    addFlowToMeter(s.flow!, f, true);
-    addFlowToMeter(e.flow!, f, false);
-    if (distinct) { c.flow!.flow_count++; s.flow!.flow_count++; e.flow!.flow_count++; }
+  private addNetworkRows(rows: RowStore, g: number, s: number, f: FlowRecord, distinct: boolean): void {
+    const t = this.table;
+    t.networkRows(s, g, rows);
+    const c = t.outC * FM.SIZE, sv = t.outS * FM.SIZE, e = t.outE * FM.SIZE;
+    const m = rows.flow; // after the rows are made: making one may reallocate it
+    addFlowToMeter(m, c, f, false);
+    addFlowToMeter(m, sv, f, true);
+    addFlowToMeter(m, e, f, false);
+    if (distinct) { m[c + FM.flow_count]++; m[sv + FM.flow_count]++; m[e + FM.flow_count]++; }
   }
 
-  private addAppMeter(m: flowtap.IAppMeter): void {
-    const sec = Number(m.time);
-    if (!(sec > 0) || m.ip_0?.length !== 16 || m.ip_1?.length !== 16) { this.drops.bad_app++; return; }
+  private addAppMeter(a: AppRecord): void {
+    const sec = a.time;
+    if (!(sec > 0) || a.ip_0_len !== 16 || a.ip_1_len !== 16) { this.drops.bad_app++; return; }
     this.totals.appMeters++;
     // AppMeters do not move the clock: they come from l7, on a path that may run ahead of (or
     // behind) the flow reports, and a clock moved by them would close windows whose flow reports
     // are still on their way. Flow reports and ticks, both from flow, drive it.
-    const ip0 = formatIp(m.ip_0), ip1 = formatIp(m.ip_1);
-    for (const g of [this.second, this.minute]) {
-      const rows = g.windows.rowsAt(sec);
-      if (!rows) { this.drops[g === this.second ? 'late_app_1s' : 'late_app_1m']++; continue; }
-      const time = sec - (sec % g.windows.sizeSec);
-      const port = Number(m.server_port ?? 0), proto = Number(m.protocol ?? 0);
-      const l7 = m.l7_protocol ?? '', ep = m.endpoint ?? '';
-      const tags = { server_port: port, protocol: proto, l7_protocol: l7, endpoint: ep };
-      addAppToMeter(this.appRow(rows, `ac|${ip0}|${port}|${proto}|${l7}|${ep}`,
-        () => ({ table: `application.${g.suffix}`, time, ip: ip0, side: 'client', ...tags })), m);
-      addAppToMeter(this.appRow(rows, `as|${ip1}|${port}|${proto}|${l7}|${ep}`,
-        () => ({ table: `application.${g.suffix}`, time, ip: ip1, side: 'server', ...tags })), m);
-      addAppToMeter(this.appRow(rows, `ae|${ip0}|${ip1}|${port}|${proto}|${l7}|${ep}`,
-        () => ({ table: `application_map.${g.suffix}`, time, ip_0: ip0, ip_1: ip1, ...tags })), m);
-      // The network rows of the same endpoints carry the L7 totals too (l7_request, rrt, ...).
-      const keys = rowKeys(ip0, ip1, port, proto);
-      const netDocs: flowtap.IDocument[] = [
-        { table: `network.${g.suffix}`, time, ip: ip0, side: 'client', server_port: port, protocol: proto },
-        { table: `network.${g.suffix}`, time, ip: ip1, side: 'server', server_port: port, protocol: proto },
-        { table: `network_map.${g.suffix}`, time, ip_0: ip0, ip_1: ip1, server_port: port, protocol: proto },
-      ];
-      for (let k = 0; k < 3; k++) {
-        let row = rows.get(keys[k]);
-        if (!row) rows.set(keys[k], row = { doc: netDocs[k], flow: newFlowMeter() });
-        addAppToFlowMeter(row.flow!, m);
-      }
+    const rows1s = this.second.windows.rowsAt(sec);
+    const rows1m = this.minute.windows.rowsAt(sec);
+    if (!rows1s) this.drops.late_app_1s++;
+    if (!rows1m) this.drops.late_app_1m++;
+    if (!rows1s && !rows1m) return;
+    const port = a.server_port, proto = a.protocol, l7 = a.l7_protocol, ep = a.endpoint;
+    const keys = this.appKeys, t = this.table;
+    // The flow's slot (usually still held: its carry outlives its reports) has the addresses
+    // formatted, the network row keys made and, often, its rows in this window found.
+    let s = t.find(a.flow_id);
+    if (s >= 0 && !t.sameEndpoints(s, a.ips, port, proto)) s = -1;
+    let ip0: string, ip1: string;
+    if (s >= 0) {
+      ip0 = t.ip0[s]; ip1 = t.ip1[s];
+      keys[0] = `a${t.keyC[s]}|${l7}|${ep}`;
+      keys[1] = `a${t.keyS[s]}|${l7}|${ep}`;
+      keys[2] = `a${t.keyE[s]}|${l7}|${ep}`;
+    } else {
+      ip0 = this.ipStrings.format(a.ips, 0); ip1 = this.ipStrings.format(a.ips, 16);
+      keys[0] = `ac|${ip0}|${port}|${proto}|${l7}|${ep}`;
+      keys[1] = `as|${ip1}|${port}|${proto}|${l7}|${ep}`;
+      keys[2] = `ae|${ip0}|${ip1}|${port}|${proto}|${l7}|${ep}`;
+      keys[3] = `c|${ip0}|${port}|${proto}`;
+      keys[4] = `s|${ip1}|${port}|${proto}`;
+      keys[5] = `e|${ip0}|${ip1}|${port}|${proto}`;
     }
+    const hashes = this.appHashes;
+    for (let k = 0; k < (s >= 0 ? 3 : 6); k++) hashes[k] = keyHash(keys[k]);
+    if (rows1s) this.addAppRows(rows1s, 0, s, a, ip0, ip1);
+    if (rows1m) this.addAppRows(rows1m, 1, s, a, ip0, ip1);
   }
 
-  private appRow(rows: Rows, key: string, doc: () => flowtap.IDocument): AppMeterCounts {
-    let row = rows.get(key);
-    if (!row) { row = { doc: doc(), app: newAppMeter() }; rows.set(key, row); }
-    return row.app!;
+  /** Row keys of the AppMeter being added: application client, server, edge; network client, server, edge. */
+  private readonly appKeys: string[] = ['', '', '', '', '', ''];
+  private readonly appHashes = new Int32Array(6);
+  private readonly ipStrings = new IpStrings();
+
+  /** Adds AppMeter `a` to its application rows and to the network rows of the same endpoints (flow slot `s`, or -1). */
+  private addAppRows(rows: RowStore, g: number, s: number, a: AppRecord, ip0: string, ip1: string): void {
+    const k = this.appKeys, h = this.appHashes, port = a.server_port, proto = a.protocol, l7 = a.l7_protocol, ep = a.endpoint;
+    const ac = rows.row(k[0], h[0], RowKind.AppClient, ip0, '', port, proto, l7, ep) * AM.SIZE;
+    const as = rows.row(k[1], h[1], RowKind.AppServer, ip1, '', port, proto, l7, ep) * AM.SIZE;
+    const ae = rows.row(k[2], h[2], RowKind.AppEdge, ip0, ip1, port, proto, l7, ep) * AM.SIZE;
+    let c: number, sv: number, e: number;
+    if (s >= 0) {
+      const t = this.table;
+      t.networkRows(s, g, rows);
+      c = t.outC * FM.SIZE; sv = t.outS * FM.SIZE; e = t.outE * FM.SIZE;
+    } else {
+      c = rows.row(k[3], h[3], RowKind.NetClient, ip0, '', port, proto, '', '') * FM.SIZE;
+      sv = rows.row(k[4], h[4], RowKind.NetServer, ip1, '', port, proto, '', '') * FM.SIZE;
+      e = rows.row(k[5], h[5], RowKind.NetEdge, ip0, ip1, port, proto, '', '') * FM.SIZE;
+    }
+    addAppToMeter(rows.app, ac, a);
+    addAppToMeter(rows.app, as, a);
+    addAppToMeter(rows.app, ae, a);
+    addAppToFlowMeter(rows.flow, c, a);
+    addAppToFlowMeter(rows.flow, sv, a);
+    addAppToFlowMeter(rows.flow, e, a);
   }
 
   /** Applies the carried connection counts to a closing window and emits its rows. */
-  private closeWindow(g: Granularity, start: number, rows: Rows): void {
+  private closeWindow(g: Granularity, start: number, rows: RowStore): void {
     g.carry.applyTo(start, rows);
-    for (const row of rows.values()) {
+    const m = rows.flow;
+    for (let r = 0; r < rows.count; r++) {
       // Every flow that reported is carried, so load >= flow_count; kept as a guard.
-      if (row.flow && row.flow.load < row.flow.flow_count) row.flow.load = row.flow.flow_count;
+      const o = r * FM.SIZE;
+      if (rows.kind[r] <= RowKind.NetEdge && m[o + FM.load] < m[o + FM.flow_count]) m[o + FM.load] = m[o + FM.flow_count];
     }
-    for (const row of rows.values()) {
-      const doc = row.doc;
-      if (row.flow) doc.flow_meter = row.flow;
-      if (row.app) doc.app_meter = row.app;
-      this.totals.documents++;
-      this.outputs.onDocument(doc);
+    this.totals.documents += rows.count;
+    if (this.objects) {
+      for (let r = 0; r < rows.count; r++) this.objects.onDocument(this.documentObject(g, start, rows, r));
+    } else {
+      for (let r = 0; r < rows.count; r++) this.encodeDocument(g, start, rows, r);
     }
+  }
+
+  private documentObject(g: Granularity, time: number, rows: RowStore, r: number): flowtap.IDocument {
+    const kind = rows.kind[r] as RowKind;
+    const table = `${ROW_TABLES[kind]}.${g.suffix}`, server_port = rows.port[r], protocol = rows.proto[r];
+    switch (kind) {
+      case RowKind.NetClient:
+      case RowKind.NetServer:
+        return { table, time, ip: rows.ipA[r], side: kind === RowKind.NetClient ? 'client' : 'server', server_port, protocol, flow_meter: flowMeterObject(rows.flow, r * FM.SIZE) };
+      case RowKind.NetEdge:
+        return { table, time, ip_0: rows.ipA[r], ip_1: rows.ipB[r], server_port, protocol, flow_meter: flowMeterObject(rows.flow, r * FM.SIZE) };
+      case RowKind.AppClient:
+      case RowKind.AppServer:
+        return {
+          table, time, ip: rows.ipA[r], side: kind === RowKind.AppClient ? 'client' : 'server', server_port, protocol,
+          l7_protocol: rows.l7[r], endpoint: rows.endpoint[r], app_meter: appMeterObject(rows.app, r * AM.SIZE),
+        };
+      default:
+        return {
+          table, time, ip_0: rows.ipA[r], ip_1: rows.ipB[r], server_port, protocol,
+          l7_protocol: rows.l7[r], endpoint: rows.endpoint[r], app_meter: appMeterObject(rows.app, r * AM.SIZE),
+        };
+    }
+  }
+
+  /** Writes row `r` as one Document of the DocumentBatch being filled. */
+  private encodeDocument(g: Granularity, time: number, rows: RowStore, r: number): void {
+    const batch = this.documentBatch!, w = batch.w;
+    const kind = rows.kind[r] as RowKind;
+    batch.beginRecord();
+    w.raw(g.tableField[kind]);
+    w.u64(2 << 3, time);
+    if (kind === RowKind.NetEdge || kind === RowKind.AppEdge) {
+      w.str((5 << 3) | 2, rows.ipA[r]);
+      w.str((6 << 3) | 2, rows.ipB[r]);
+    } else {
+      w.str((3 << 3) | 2, rows.ipA[r]);
+      w.raw(SIDE_FIELDS[kind === RowKind.NetClient || kind === RowKind.AppClient ? 0 : 1]);
+    }
+    w.u32(7 << 3, rows.port[r]);
+    w.u32(8 << 3, rows.proto[r]);
+    if (kind <= RowKind.NetEdge) {
+      const start = w.begin((20 << 3) | 2), m = rows.flow, o = r * FM.SIZE;
+      for (let k = 0; k < FM.SIZE; k++) {
+        const v = m[o + k];
+        if (v !== 0) { w.varint(FLOW_METER_TAGS[k]); w.varint(v); }
+      }
+      w.end(start);
+    } else {
+      w.str((9 << 3) | 2, rows.l7[r]);
+      w.str((10 << 3) | 2, rows.endpoint[r]);
+      const start = w.begin((21 << 3) | 2), a = rows.app, o = r * AM.SIZE;
+      for (let k = 0; k < AM.SIZE; k++) {
+        const v = a[o + k];
+        if (v !== 0) { w.varint((k + 1) << 3); w.varint(v); }
+      }
+      w.end(start);
+    }
+    batch.endRecord();
   }
 }
