@@ -39,6 +39,7 @@ enum sock_counter {
   CNT_READ_USER_FAULT = 3, /* user buffer unreadable: event sent with fewer captured bytes */
   CNT_EVENTS = 4,          /* events written to the ring buffer */
   CNT_TLS_NO_FD = 5,       /* TLS call whose socket could not be found: the plaintext is lost */
+  CNT_MMSG_UNREPORTED = 6, /* messages of a sendmmsg/recvmmsg past the per-call limit: not reported */
   CNT_MAX = 8,
 };
 

@@ -25,6 +25,14 @@ export interface EbpfSocketTracerOptions {
   wakeupBytes?: number;
   /** Drain period, ms: the most an event waits in the ring at low rates. Default 10. */
   flushIntervalMs?: number;
+  /**
+   * Where the syscall programs attach: 'raw' (raw_syscalls sys_enter/sys_exit through tp_btf,
+   * one program each, filtered by syscall number; x86-64 only) or 'tracepoints' (one program per
+   * syscalls/sys_{enter,exit}_* tracepoint). Default 'tracepoints': measured on this VM, 'raw'
+   * saved about 3 % of the added cost per socket syscall but doubled the cost added to every
+   * other syscall of the host (docs/benchmarks.md).
+   */
+  syscallHook?: 'raw' | 'tracepoints';
 }
 
 /** Running totals kept by the eBPF programs (summed over CPUs) and the loader. */
@@ -41,6 +49,8 @@ export interface EbpfTracerCounters {
   events: number;
   /** TLS reads/writes whose socket could not be found (plaintext lost). */
   tlsNoFd: number;
+  /** Messages of a sendmmsg/recvmmsg past the first 16 of the call: not reported. */
+  mmsgUnreported: number;
   /** Records larger than a batch (never with the shipped object). */
   oversize: number;
 }
@@ -146,6 +156,7 @@ export class EbpfSocketTracer {
       batchBytes: opts.batchBytes ?? 1 << 20,
       wakeupBytes: opts.wakeupBytes ?? 256 << 10,
       flushIntervalMs: opts.flushIntervalMs ?? 10,
+      rawSyscalls: opts.syscallHook === 'raw' && process.arch === 'x64' ? 1 : 0,
     }));
   }
 

@@ -83,6 +83,18 @@ EbpfSocketTracer::EbpfSocketTracer(const Napi::CallbackInfo& info)
   }
   bpf_map__set_max_entries(events, ring);
   bpf_map__set_max_entries(socketInfo, socketEntries);
+  // Two sets of syscall programs: raw_sys_enter/raw_sys_exit on the raw_syscalls tracepoints
+  // (cheaper, x86-64 numbers) or one program per syscalls/ tracepoint. Load only the chosen set.
+  bool rawSyscalls = OptU32(o, "rawSyscalls", 1) != 0;
+  {
+    bpf_program* prog;
+    bpf_object__for_each_program(prog, obj_) {
+      const char* name = bpf_program__name(prog);
+      if (strncmp(name, "tls_", 4) == 0) continue;
+      bool raw = strncmp(name, "raw_", 4) == 0;
+      bpf_program__set_autoload(prog, raw == rawSyscalls);
+    }
+  }
   int err = LoadBpfObject(obj_);
   if (err) {
     Release();
@@ -122,7 +134,7 @@ EbpfSocketTracer::EbpfSocketTracer(const Napi::CallbackInfo& info)
   bpf_program* prog;
   bpf_object__for_each_program(prog, obj_) {
     // TLS uprobes attach per library or binary, on request (attachTls).
-    if (strncmp(bpf_program__name(prog), "tls_", 4) == 0) continue;
+    if (strncmp(bpf_program__name(prog), "tls_", 4) == 0 || !bpf_program__autoload(prog)) continue;
     bpf_link* link = bpf_program__attach(prog);
     if (link == nullptr) {
       int e = errno;
@@ -283,10 +295,10 @@ Napi::Value EbpfSocketTracer::Drain(const Napi::CallbackInfo& info) {
 Napi::Value EbpfSocketTracer::Counters(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Object out = Napi::Object::New(env);
-  static const char* kNames[] = {"ringbufFull", "socketMapFull", "activeMapFull", "readUserFault", "events", "tlsNoFd"};
+  static const char* kNames[] = {"ringbufFull", "socketMapFull", "activeMapFull", "readUserFault", "events", "tlsNoFd", "mmsgUnreported"};
   int cpus = libbpf_num_possible_cpus();
   std::vector<uint64_t> values(cpus > 0 ? cpus : 1);
-  for (uint32_t i = 0; i < 6; i++) {
+  for (uint32_t i = 0; i < sizeof(kNames) / sizeof(kNames[0]); i++) {
     uint64_t sum = 0;
     if (countersFd_ >= 0 && bpf_map_lookup_elem(countersFd_, &i, values.data()) == 0) {
       for (uint64_t v : values) sum += v;
@@ -374,6 +386,12 @@ Napi::Value EbpfSocketTracer::AttachTls(const Napi::CallbackInfo& info) {
     attached++;
   }
   if (attached == 0) ThrowErrno(env, ENOENT, "no SSL_read/SSL_write to probe in " + path, log.text());
+  // SSL_free forgets the SSL*'s fd (its address comes back for the next connection). Optional:
+  // close() forgets it too, but a process may free and reuse the SSL* before closing the old fd.
+  if (bpf_program* freeProg = bpf_object__find_program_by_name(obj_, "tls_free_enter")) {
+    LIBBPF_OPTS(bpf_uprobe_opts, freeOpts, .retprobe = false, .func_name = "SSL_free");
+    if (bpf_link* link = bpf_program__attach_uprobe_opts(freeProg, -1, path.c_str(), 0, &freeOpts)) links_.push_back(link);
+  }
   tlsFiles_.push_back(inode);
   // Turn on the syscall handlers' TLS lookups (config.tls_enabled).
   int configFd = bpf_object__find_map_fd_by_name(obj_, "trace_config");

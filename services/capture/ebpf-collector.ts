@@ -33,6 +33,8 @@ export interface EbpfCollectorConfig {
   tlsBinaries?: string[];
   /** More files to probe (libssl in unusual places). */
   tlsPaths?: string[];
+  /** Syscall hook (see EbpfSocketTracerOptions.syscallHook); default 'tracepoints'. */
+  syscallHook?: 'raw' | 'tracepoints';
 }
 
 /**
@@ -87,6 +89,7 @@ export class EbpfCollector {
         socketMapEntries: config.socketMapEntries,
         pidMode: include.length > 0 ? 'include' : 'exclude',
         pids: include.length > 0 ? include : exclude,
+        syscallHook: config.syscallHook,
       });
     } catch (err) {
       const e = err as Error & { code?: string };
@@ -161,6 +164,7 @@ export class EbpfCollector {
    * ringbuf_full (kernel ring full: event lost), active_map_full (syscall not traced),
    * socket_map_full (socket not remembered), read_user_fault (payload not captured),
    * tls_no_fd (TLS plaintext whose socket was not found: lost),
+   * mmsg_unreported (messages of a sendmmsg/recvmmsg past the first 16 of the call: lost),
    * short_record / bad_kind / oversize_payload (malformed record), excluded_pid / excluded_comm
    * (filtered in user space by configuration).
    */
@@ -172,6 +176,7 @@ export class EbpfCollector {
       socket_map_full: c?.socketMapFull ?? 0,
       read_user_fault: c?.readUserFault ?? 0,
       tls_no_fd: c?.tlsNoFd ?? 0,
+      mmsg_unreported: c?.mmsgUnreported ?? 0,
       ...this.decoder.drops,
     };
   }

@@ -44,20 +44,18 @@ https.createServer({ key: fs.readFileSync(key), cert: fs.readFileSync(cert) }, (
 }).listen(Number(port), '127.0.0.1');`;
 
 /**
- * All requests on one keep-alive connection: a second connection in the same process can get the
- * freed SSL* of the first, whose stale SSL*->fd entry in the tracer loses its plaintext
- * (ebpf_tls_no_fd; see the report of this test's author).
+ * One connection per request (agent: false), one after the other in the same process: each new
+ * connection can get the SSL* address of the one before it, freed, on another fd. The tracer must
+ * learn the new fd instead of keeping the old one (which lost the plaintext once).
  */
 const HTTPS_CLIENT = `
 const https = require('node:https');
 const [port, ...paths] = process.argv.slice(1);
-const agent = new https.Agent({ keepAlive: true, maxSockets: 1 });
-const codes = [];
+const done = [];
 (async () => {
-  for (const p of paths) await new Promise((resolve, reject) => https.get({ host: '127.0.0.1', port: Number(port), path: p, rejectUnauthorized: false, agent },
-    (res) => { codes.push(res.statusCode); res.resume(); res.on('end', resolve); }).on('error', reject));
-  agent.destroy();
-  console.log(JSON.stringify(codes));
+  for (const p of paths) await new Promise((resolve, reject) => https.get({ host: '127.0.0.1', port: Number(port), path: p, rejectUnauthorized: false, agent: false },
+    (res) => { done.push({ code: res.statusCode, clientPort: res.socket.localPort }); res.resume(); res.on('end', resolve); }).on('error', reject));
+  console.log(JSON.stringify(done));
 })().catch((e) => { console.error(e); process.exit(1); });`;
 
 (canTrace && hasOpenssl ? test.serial : test.serial.skip)('HTTPS requests from curl and node appear in plaintext with is_tls and their processes, from eBPF', async (t) => {
@@ -88,11 +86,13 @@ const codes = [];
     curlPids.push(r.pid);
     codes.set(p, Number(r.out));
   }
-  const nodePaths = ['/node/one', '/node/missing'];
+  const nodePaths = ['/node/one', '/node/missing', '/node/three'];
   const nodeClient = await run(process.execPath, ['-e', HTTPS_CLIENT, String(port), ...nodePaths]);
   t.is(nodeClient.code, 0, 'the node client ran');
-  (JSON.parse(nodeClient.out) as number[]).forEach((c, i) => codes.set(nodePaths[i], c));
-  t.deepEqual([...codes.values()], [200, 404, 200, 404], 'the server answered 404 on /missing');
+  const nodeDone = JSON.parse(nodeClient.out) as Array<{ code: number; clientPort: number }>;
+  nodeDone.forEach((d, i) => codes.set(nodePaths[i], d.code));
+  t.is(new Set(nodeDone.map((d) => d.clientPort)).size, nodePaths.length, 'the node client used a new connection per request');
+  t.deepEqual([...codes.values()], [200, 404, 200, 404, 200], 'the server answered 404 on /missing');
   await sleep(1500);
   await agent.stop();
 
@@ -110,6 +110,8 @@ const codes = [];
     t.is(client?.is_tls, true, `${comm} ${p} read through the TLS uprobes`);
     t.is(client?.request_type, 'GET');
     t.is(client?.response_code, expected, brief);
+    const nodeIndex = nodePaths.indexOf(p);
+    if (nodeIndex >= 0) t.is(client?.client_port, nodeDone[nodeIndex].clientPort, `node ${p} on its own connection`);
     const serverSide = logs.find((l) => l.request_resource === p && l.process_id_1 === server.pid);
     t.truthy(serverSide, `the server's side of GET ${p}: ${brief}`);
     t.is(serverSide?.process_kname_1, 'node');

@@ -116,11 +116,15 @@ export function run(cmd: string, args: string[], opts: { input?: string } = {}):
   });
 }
 
-/** tcpdump on lo for `filter`, written to a temp pcap; stop() waits until the file is complete. */
-export async function startTcpdump(filter: string): Promise<{ file: string; stop: () => Promise<void> }> {
+/**
+ * tcpdump on lo for `filter`, written to a temp pcap; stop() waits until the file is complete.
+ * `bufferKiB`: the kernel buffer (-B); the default drops packets of a burst such as one sendmmsg.
+ */
+export async function startTcpdump(filter: string, bufferKiB?: number): Promise<{ file: string; stop: () => Promise<void> }> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'flowtap-ebpf-'));
   const file = path.join(dir, 'lo.pcap');
-  const child: ChildProcess = spawn('tcpdump', ['-i', 'lo', '--immediate-mode', '-U', '-n', '-s', '0', '-w', file, filter], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const buffer = bufferKiB ? ['-B', String(bufferKiB)] : [];
+  const child: ChildProcess = spawn('tcpdump', ['-i', 'lo', ...buffer, '--immediate-mode', '-U', '-n', '-s', '0', '-w', file, filter], { stdio: ['ignore', 'ignore', 'pipe'] });
   // tcpdump says "listening on lo" once the socket is up.
   await new Promise<void>((resolve) => {
     const t = setTimeout(resolve, 3000);

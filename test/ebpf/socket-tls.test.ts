@@ -97,3 +97,56 @@ maybe('HTTPS from curl and from a Node https client to a Node https server appea
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+// One Node process, one connection per request, one after the other: Node frees each
+// connection's SSL* and the next connection often gets the same address on another fd, so the
+// tracer must not keep the SSL* -> fd of the closed connection (it once lost all plaintext after
+// the first connection, counted as tls_no_fd).
+maybe('sequential HTTPS connections from one Node process each appear in plaintext', async (t) => {
+  t.timeout(60_000);
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'flowtap-tls-'));
+  const key = path.join(dir, 'key.pem');
+  const cert = path.join(dir, 'cert.pem');
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=localhost'], { stdio: 'ignore' });
+  const port = await freePort();
+  const serverScript = `const fs = require('fs');
+    require('https').createServer({ key: fs.readFileSync(${JSON.stringify(key)}), cert: fs.readFileSync(${JSON.stringify(cert)}) },
+      (req, res) => { res.writeHead(200, { 'content-type': 'text/plain' }); res.end('hello ' + req.url); }).listen(${port}, '127.0.0.1');`;
+  const server = spawn(process.execPath, ['-e', serverScript], { stdio: 'ignore' });
+  await waitListening(port);
+  const { collector, rows } = collectRows({ capBytes: 4096 }, (r: Row) => r.localPort === port || r.remotePort === port);
+  try {
+    t.is(collector.packetOnly, 0, collector.statusMessage);
+    const paths = ['/first', '/second', '/third', '/fourth'];
+    const client = `const https = require('https'); const out = [];
+      (async () => {
+        for (const p of ${JSON.stringify(paths)}) await new Promise((resolve, reject) => https.get({ host: '127.0.0.1', port: ${port}, path: p, rejectUnauthorized: false, agent: false },
+          (res) => { let body = ''; res.on('data', (d) => { body += d; }); res.on('end', () => { out.push([res.socket.localPort, body]); resolve(); }); }).on('error', reject));
+        console.log(JSON.stringify(out));
+      })().catch((e) => { console.error(e); process.exit(1); });`;
+    const node = await run(process.execPath, ['-e', client]);
+    t.is(node.code, 0, node.stderr);
+    const seen = JSON.parse(node.stdout) as Array<[number, string]>;
+    t.is(new Set(seen.map(([p]) => p)).size, paths.length, 'a new connection per request');
+    await waitFor(() => rows.filter((r) => r.pid === node.pid && r.isTls && r.direction === INGRESS).length >= paths.length, 5000);
+    collector.drain();
+    for (const [i, uri] of paths.entries()) {
+      const [clientPort, body] = seen[i];
+      t.is(body, `hello ${uri}`);
+      const mine = rows.filter((r) => r.pid === node.pid && r.localPort === clientPort && r.isTls === 1);
+      const sent = mine.filter((r) => r.direction === EGRESS).map((r) => r.payload.toString('latin1')).join('');
+      const got = mine.filter((r) => r.direction === INGRESS).map((r) => r.payload.toString('latin1')).join('');
+      t.true(sent.startsWith(`GET ${uri} HTTP/1.1\r\n`), `connection ${i + 1}: request ${JSON.stringify(sent.slice(0, 30))}`);
+      t.true(got.startsWith('HTTP/1.1 200 OK\r\n') && got.includes(`\r\nhello ${uri}\r\n`), `connection ${i + 1}: response ${JSON.stringify(got.slice(-30))}`);
+      t.true(mine.every((r) => r.comm === 'node' && r.remotePort === port));
+      // The server's side of the same connection, in plaintext too.
+      const srv = rows.filter((r) => r.pid === server.pid && r.remotePort === clientPort && r.isTls === 1);
+      t.true(srv.some((r) => r.direction === INGRESS && r.payload.toString('latin1').startsWith(`GET ${uri} `)), `server read ${uri}`);
+    }
+    t.is(collector.drops.tls_no_fd, 0, 'no TLS call without its socket');
+  } finally {
+    server.kill();
+    collector.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
