@@ -1,45 +1,48 @@
 // The l7 service: L4 payloads with their flow context in; L7 flow logs to the sender and
-// per-flow, per-second application meters to quadruple.
+// per-flow, per-second application meters to quadruple. The work is L7Input's; this shell gives
+// it the configuration and sends what it produces.
+import { type ServiceName } from '../../lib/config';
 import { flowtap } from '../../lib/proto';
-import { BatchOut, kindName, runService } from '../../lib/service';
-import { LeakyBucketThrottle } from '../../lib/throttle';
+import { kindName, runService } from '../../lib/service';
 import { Kind } from '../../lib/transport';
-import { SocketDataBatch } from '../capture/ebpf-socket-batch';
 import { http2Parser } from './parsers/http2';
 import { tlsParser } from './parsers/tls';
-import { DEFAULT_PARSERS } from './registry';
-import { SocketDataL7 } from './socket-data';
-import { L7Stage } from './stage';
+import { L7Input } from './l7-input';
+import { MessageRecorder } from './recording';
+
+interface Outgoing { target: ServiceName; kind: number; body: Uint8Array; count: number }
 
 void runService({
   name: 'l7',
   async setup(ctx) {
     const cfg = ctx.config.l7;
-    const logs = new BatchOut<flowtap.IL7FlowLog>(ctx, 'sender', Kind.L7_LOG_BATCH, (l) => flowtap.L7LogBatch.encode({ logs: l }).finish());
-    const meters = new BatchOut<flowtap.IAppMeter>(ctx, 'quadruple', Kind.APP_METER_BATCH, (m) => flowtap.AppMeterBatch.encode({ meters: m }).finish());
-    const timeoutOf = (name: string) => (name === 'DNS' ? cfg.session_timeout.dns : name === 'TLS' ? cfg.session_timeout.tls : cfg.session_timeout.others) * 1e6;
-    // L7 logs pass a leaky bucket of l7_log_per_second on packet time (the log's end time);
-    // AppMeters are not throttled, so the metrics still count every request.
-    const throttle = new LeakyBucketThrottle<flowtap.IL7FlowLog>(cfg.l7_log_per_second);
-    const throttleDrops = { l7_log_throttled: 0 };
-    const throttledLogs = (log: flowtap.IL7FlowLog) => {
-      if (throttle.admit(log, Number(log.end_time || log.start_time || 0))) logs.push(log);
-      else throttleDrops.l7_log_throttled = throttle.dropped;
+    // Finished messages wait here until the handler that made them sends them (back-pressure).
+    const outbox: Outgoing[] = [];
+    const input = new L7Input({
+      l7LogPerSecond: cfg.l7_log_per_second,
+      maxSessions: cfg.max_sessions,
+      batchSize: ctx.config.transport.batch_size,
+      sessionTimeoutUs: { DNS: cfg.session_timeout.dns * 1e6, TLS: cfg.session_timeout.tls * 1e6 },
+      defaultSessionTimeoutUs: cfg.session_timeout.others * 1e6,
+      sendLogs: (body, count) => outbox.push({ target: 'sender', kind: Kind.L7_LOG_BATCH, body, count }),
+      sendMeters: (body, count) => outbox.push({ target: 'quadruple', kind: Kind.APP_METER_BATCH, body, count }),
+    });
+    const send = async () => {
+      for (let i = 0; i < outbox.length; i++) {
+        const o = outbox[i];
+        await ctx.send(o.target, o.kind, o.body, o.count);
+      }
+      outbox.length = 0;
     };
-    const stage = new L7Stage(throttledLogs, meters.push, {
-      maxSessions: cfg.max_sessions,
-      sessionTimeoutUs: Object.fromEntries(DEFAULT_PARSERS.map((p) => [p.name, timeoutOf(p.name)])),
-    });
+    // FLOWTAP_L7_RECORD=<file> keeps what l7 takes, ticks included, as input for bench/l7-bench.ts.
+    const recordTo = process.env.FLOWTAP_L7_RECORD;
+    const recorder = recordTo ? new MessageRecorder(recordTo) : undefined;
+    const recordControl = (kind: flowtap.Control.Kind, timeUs: number) =>
+      recorder?.write(Kind.CONTROL, flowtap.Control.encode({ kind, time_us: timeUs, source: 'l7-recording' }).finish());
+    const { stage, socketL7 } = input;
     ctx.metrics.trackDrops('l7_', () => stage.drops);
-    ctx.metrics.trackDrops('l7_', () => throttleDrops);
-    // Socket data from the eBPF tracer: the same parsers, one flow per traced socket.
-    const socketBatch = new SocketDataBatch();
-    const socketL7 = new SocketDataL7(throttledLogs, {
-      maxSessions: cfg.max_sessions,
-      sessionTimeoutUs: Object.fromEntries(DEFAULT_PARSERS.map((p) => [p.name, timeoutOf(p.name)])),
-    });
-    let malformedSocketBatches = 0;
-    ctx.metrics.trackDrops('l7_ebpf_', () => ({ ...socketL7.stage.drops, malformed_socket_batch: malformedSocketBatches }));
+    ctx.metrics.trackDrops('l7_', () => input.throttleDrops);
+    ctx.metrics.trackDrops('l7_ebpf_', () => ({ ...socketL7.stage.drops, malformed_socket_batch: input.malformedSocketBatches }));
     ctx.metrics.trackSize('l7_ebpf_sockets', () => socketL7.socketCount);
     // Encrypted bytes of sockets whose plaintext comes from the TLS probes: skipped, not lost.
     ctx.metrics.trackSize('l7_ebpf_tls_ciphertext_rows_skipped', () => socketL7.counters.tls_ciphertext);
@@ -49,41 +52,26 @@ void runService({
     ctx.metrics.trackSize('l7_flows', () => stage.flowCount);
     ctx.metrics.trackSize('l7_sessions', () => stage.sessionCount);
     ctx.metrics.trackSize('l7_buffered_bytes', () => stage.bufferedBytes);
-    const sendAll = async () => {
-      await logs.flush(true);
-      await meters.flush(true);
-    };
     return {
       async onBatch(kind, body) {
-        if (kind === Kind.SOCKET_DATA_BATCH) {
-          if (!socketBatch.decode(body)) {
-            malformedSocketBatches++;
-            return;
-          }
-          ctx.metrics.recordsIn.inc({ kind: kindName(kind) }, socketBatch.count);
-          socketL7.push(socketBatch);
-          await logs.flush();
-          return;
+        recorder?.write(kind, body);
+        try {
+          const records = input.batch(kind, body);
+          ctx.metrics.recordsIn.inc({ kind: kindName(kind) }, records);
+        } finally {
+          // Records made before a malformed item still go out.
+          await send();
         }
-        if (kind !== Kind.APP_PAYLOAD_BATCH) throw new Error(`l7 does not take ${kindName(kind)}`);
-        const { items } = flowtap.AppPayloadBatch.decode(body);
-        ctx.metrics.recordsIn.inc({ kind: kindName(kind) }, items.length);
-        for (const item of items) {
-          if (item.flow_closed) stage.closeFlow(Number(item.flow_id));
-          else stage.push(item);
-        }
-        await logs.flush();
-        await meters.flush();
       },
       async onTick(timeUs) {
-        stage.tick(timeUs);
-        socketL7.tick(timeUs);
-        await sendAll();
+        recordControl(flowtap.Control.Kind.TICK, timeUs);
+        input.tick(timeUs);
+        await send();
       },
       async onEndOfStream() {
-        stage.flush();
-        socketL7.flush();
-        await sendAll();
+        recordControl(flowtap.Control.Kind.END_OF_STREAM, 0);
+        input.end();
+        await send();
       },
     };
   },

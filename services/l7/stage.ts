@@ -4,7 +4,9 @@
 //
 // Per flow it keeps the parser's state, one byte stream per direction (TCP only: in-order check by
 // sequence number, a small buffer for a message that spans segments, a count of body bytes to skip)
-// and the open sessions (requests waiting for their response).
+// and the open sessions (requests waiting for their response). Flow and session objects are
+// pooled, and with `reuseRecords` the sinks get one reused record each: per payload the stage
+// allocates one view of the payload, besides what the parsers make.
 //
 // `drops` reasons (bad or unusable input; never thrown):
 //   parse_error          payload is not the flow's protocol where a message should start
@@ -25,6 +27,7 @@ import {
 } from './parser';
 import { DEFAULT_PARSERS } from './registry';
 import { ProtocolInference } from './inference';
+import { AppPayloadRecord } from './wire';
 
 export interface L7StageOptions {
   parsers?: readonly L7Parser[];
@@ -47,10 +50,76 @@ export interface L7StageOptions {
   sameIdRetryUs?: number;
   /** Inference for payloads whose l7_protocol is empty (default: one of our own). */
   inference?: ProtocolInference;
+  /**
+   * Hand the sinks one reused L7LogRecord / AppMeterRecord, overwritten by the next record, instead
+   * of a new object each (default false). For sinks that encode or copy what they get at once.
+   */
+  reuseRecords?: boolean;
 }
+
+const EMPTY = Buffer.alloc(0);
 
 export type L7LogSink = (log: flowtap.IL7FlowLog) => void;
 export type AppMeterSink = (meter: flowtap.IAppMeter) => void;
+
+/** An l7_flow_log record with every field of flowtap.L7FlowLog set (response_code null: absent). */
+export class L7LogRecord {
+  flow_id = 0;
+  start_time = 0;
+  end_time = 0;
+  ip_0 = '';
+  ip_1 = '';
+  client_port = 0;
+  server_port = 0;
+  protocol = 0;
+  l7_protocol = '';
+  version = '';
+  request_type = '';
+  request_domain = '';
+  request_resource = '';
+  endpoint = '';
+  response_code: number | null = null;
+  response_status = '';
+  response_exception = '';
+  response_result = '';
+  response_duration = 0;
+  request_length = 0;
+  response_length = 0;
+  trace_id = '';
+  span_id = '';
+  x_request_id = '';
+  vlan = 0;
+  signal_source = 'packet';
+  sampled = false;
+  process_id_0 = 0;
+  process_id_1 = 0;
+  process_kname_0 = '';
+  process_kname_1 = '';
+  syscall_trace_id_request = 0;
+  syscall_trace_id_response = 0;
+  is_tls = false;
+}
+
+/** An AppMeter with every field set. */
+export class AppMeterRecord {
+  flow_id = 0;
+  time = 0;
+  ip_version = 0;
+  ip_0: Uint8Array = EMPTY;
+  ip_1: Uint8Array = EMPTY;
+  server_port = 0;
+  protocol = 0;
+  l7_protocol = '';
+  endpoint = '';
+  request = 0;
+  response = 0;
+  client_error = 0;
+  server_error = 0;
+  timeout = 0;
+  rrt_sum = 0;
+  rrt_count = 0;
+  rrt_max = 0;
+}
 
 export const DROP_REASONS = [
   'parse_error', 'unsupported_protocol', 'no_protocol', 'bad_transport', 'tcp_retransmission',
@@ -59,7 +128,10 @@ export const DROP_REASONS = [
 ] as const;
 export type DropReason = typeof DROP_REASONS[number];
 
-const EMPTY = Buffer.alloc(0);
+/** Flow objects kept for reuse after their flow ends, at most. */
+const FLOW_POOL_MAX = 16384;
+/** Text forms of IPv4 addresses kept, at most (the cache starts again when full). */
+const IP_TEXT_CACHE_MAX = 65536;
 
 /** One direction's byte stream (TCP). */
 class Stream {
@@ -73,10 +145,37 @@ class Stream {
   bufLen = 0;
 }
 
+/** An open request. Reused once answered or expired (see L7Stage.sessionPool). */
 class Session {
+  flow: Flow = undefined as unknown as Flow;
+  startUs = 0;
+  req: L7Message = undefined as unknown as L7Message;
+  deadlineUs = 0;
   /** A later request with the same id (a retransmitted query): answered after this one. */
   nextSameId: Session | null = null;
-  constructor(readonly flow: Flow, readonly startUs: number, readonly req: L7Message, readonly deadlineUs: number) {}
+  // Neighbours in the open list of the session's parser (oldest first).
+  prevOpen: Session | null = null;
+  nextOpen: Session | null = null;
+}
+
+/** The open requests of one parser, oldest first: a list through the sessions themselves. */
+class OpenList {
+  head: Session | null = null;
+  tail: Session | null = null;
+
+  add(s: Session): void {
+    s.prevOpen = this.tail;
+    s.nextOpen = null;
+    if (this.tail === null) this.head = s; else this.tail.nextOpen = s;
+    this.tail = s;
+  }
+
+  remove(s: Session): void {
+    if (s.prevOpen === null) this.head = s.nextOpen; else s.prevOpen.nextOpen = s.nextOpen;
+    if (s.nextOpen === null) this.tail = s.prevOpen; else s.nextOpen.prevOpen = s.prevOpen;
+    s.prevOpen = null;
+    s.nextOpen = null;
+  }
 }
 
 class Meter {
@@ -91,38 +190,47 @@ class Meter {
   rrtMax = 0;
 }
 
+/** One flow's state; reused for another flow once it ends (see L7Stage.flowPool). */
 class Flow {
   readonly streams: [Stream, Stream] = [new Stream(), new Stream()];
   readonly queue: Session[] = [];
-  readonly byId = new Map<number, Session>();
+  /** Open requests by pair id, for parsers that pair by id (created on first use). */
+  byId: Map<number, Session> | null = null;
   readonly meter = new Meter();
+  /** The meter holds counts not yet emitted (the flow is in L7Stage's dirty list). */
+  meterDirty = false;
+  // Neighbours in the list of flows with dirty meters (in the order they became dirty).
+  prevDirty: Flow | null = null;
+  nextDirty: Flow | null = null;
   lastUs = 0;
   openCount = 0;
-
-  constructor(
-    readonly flowId: number,
-    readonly parserIndex: number,
-    readonly parser: L7Parser,
-    readonly state: unknown,
-    readonly ip0: Uint8Array,
-    readonly ip1: Uint8Array,
-    readonly ip0Text: string,
-    readonly ip1Text: string,
-    readonly ipVersion: number,
-    readonly clientPort: number,
-    readonly serverPort: number,
-    readonly protocol: number,
-    readonly vlan: number,
-  ) {}
+  flowId = 0;
+  parserIndex = 0;
+  parser: L7Parser = undefined as unknown as L7Parser;
+  state: unknown = null;
+  /** Addresses as received (16 bytes, IPv4 v4-mapped), owned by the flow. */
+  ip0: Uint8Array = new Uint8Array(16);
+  ip1: Uint8Array = new Uint8Array(16);
+  ip0Text = '';
+  ip1Text = '';
+  ipVersion = 0;
+  clientPort = 0;
+  serverPort = 0;
+  protocol = 0;
+  vlan = 0;
 }
 
 export class L7Stage {
   readonly drops: Record<DropReason, number>;
   private readonly parsers: readonly L7Parser[];
+  /** The parsers' names, read from one array rather than from fourteen parser classes. */
+  private readonly parserNames: readonly string[];
   private readonly timeouts: number[];
-  private readonly open: Set<Session>[];
+  private readonly open: OpenList[];
   private readonly flows = new Map<number, Flow>();
-  private readonly dirtyMeters = new Set<Flow>();
+  // Flows whose meters hold counts, in the order they got them.
+  private dirtyHead: Flow | null = null;
+  private dirtyTail: Flow | null = null;
   private readonly inference: ProtocolInference;
   private readonly maxFlows: number;
   private readonly maxSessions: number;
@@ -130,6 +238,7 @@ export class L7Stage {
   private readonly maxBufferTotal: number;
   private readonly flowIdleUs: number;
   private readonly sameIdRetryUs: number;
+  private readonly reuseRecords: boolean;
   private readonly ctx: ParseContext = { protocol: 6, fromClient: true, serverPort: 0, truncated: false };
   private sessionTotal = 0;
   private bufferedTotal = 0;
@@ -139,11 +248,21 @@ export class L7Stage {
   private curFlow: Flow | null = null;
   private curUs = 0;
   private readonly emit: Emit = (msg) => this.onMessage(msg);
+  /** Ended flows' objects, reused by new flows: a flow then costs no allocation of its own. */
+  private readonly flowPool: Flow[] = [];
+  private readonly flowPoolMax: number;
+  private readonly sessionPool: Session[] = [];
+  private readonly ipText = new Map<number, string>();
+  private readonly logRecord = new L7LogRecord();
+  private readonly meterRecord = new AppMeterRecord();
+  /** push() fills this from the object it gets. */
+  private readonly objectRecord = new AppPayloadRecord();
 
   constructor(private readonly onLog: L7LogSink, private readonly onMeter: AppMeterSink, opts: L7StageOptions = {}) {
     this.parsers = opts.parsers ?? DEFAULT_PARSERS;
+    this.parserNames = this.parsers.map((p) => p.name);
     this.timeouts = this.parsers.map((p) => opts.sessionTimeoutUs?.[p.name] ?? p.sessionTimeoutUs);
-    this.open = this.parsers.map(() => new Set<Session>());
+    this.open = this.parsers.map(() => new OpenList());
     this.inference = opts.inference ?? new ProtocolInference({ parsers: this.parsers });
     this.maxFlows = opts.maxFlows ?? 65536;
     this.maxSessions = opts.maxSessions ?? 65536;
@@ -151,6 +270,8 @@ export class L7Stage {
     this.maxBufferTotal = opts.maxBufferTotal ?? 64 * 1024 * 1024;
     this.flowIdleUs = opts.flowIdleUs ?? 300_000_000;
     this.sameIdRetryUs = opts.sameIdRetryUs ?? 5_000_000;
+    this.reuseRecords = opts.reuseRecords ?? false;
+    this.flowPoolMax = Math.min(FLOW_POOL_MAX, this.maxFlows);
     const drops = {} as Record<DropReason, number>;
     for (const r of DROP_REASONS) drops[r] = 0;
     this.drops = drops;
@@ -165,27 +286,35 @@ export class L7Stage {
     for (let i = 0; i < items.length; i++) this.push(items[i]);
   }
 
+  /** One payload as a message object (copied into a record first; pushRecord is the fast path). */
   push(p: flowtap.IAppPayload): void {
-    const t = Number(p.timestamp_us ?? 0);
+    this.pushRecord(this.objectRecord.setFromObject(p));
+  }
+
+  /** One payload; the record and the buffer it points into are not kept after the call. */
+  pushRecord(p: AppPayloadRecord): void {
+    const t = p.timestampUs;
     if (t > this.nowUs) this.nowUs = t;
-    const raw = p.payload;
-    if (raw == null || raw.length === 0) return;
-    const data = Buffer.isBuffer(raw) ? raw : Buffer.from(raw.buffer, raw.byteOffset, raw.length);
-    const flowId = Number(p.flow_id ?? 0);
-    const fromClient = p.from_client === true;
-    const protocol = p.protocol ?? 0;
+    const buf = p.payloadBuf, start = p.payloadStart, end = p.payloadEnd;
+    if (end === start) return;
+    const flowId = p.flowId;
+    const fromClient = p.fromClient;
+    const protocol = p.protocol;
     let flow = this.flows.get(flowId);
     if (flow === undefined) {
-      const created = this.newFlow(flowId, p, data, fromClient, protocol, t);
+      const created = this.newFlow(p, t);
       if (created === undefined) return;
       flow = created;
     }
     flow.lastUs = t;
-    let wireLen = p.payload_len ?? 0;
+    // Parsers get a view of the payload alone: what lies beyond it is none of theirs, and their
+    // searches (indexOf) then stop at its end.
+    const data = start === 0 && end === buf.length ? buf : buf.subarray(start, end);
+    let wireLen = p.payloadLen;
     if (wireLen < data.length) wireLen = data.length;
     this.curFlow = flow;
     this.curUs = t;
-    if (protocol === 6) this.onTcp(flow, fromClient, (p.tcp_seq ?? 0) >>> 0, data, wireLen);
+    if (protocol === 6) this.onTcp(flow, fromClient, p.tcpSeq >>> 0, data, wireLen);
     else this.onUdp(flow, fromClient, data, wireLen);
     this.curFlow = null;
     if (t - this.lastSweepUs >= 10_000_000) this.tick(t);
@@ -196,13 +325,15 @@ export class L7Stage {
     if (nowUs > this.nowUs) this.nowUs = nowUs;
     const now = this.nowUs;
     for (let i = 0; i < this.open.length; i++) {
-      for (const s of this.open[i]) {
-        if (s.deadlineUs > now) break;
-        this.expire(s, s.deadlineUs);
-      }
+      const list = this.open[i];
+      for (let s = list.head; s !== null && s.deadlineUs <= now; s = list.head) this.expire(s, s.deadlineUs);
     }
     const second = Math.floor(now / 1e6);
-    for (const f of this.dirtyMeters) if (f.meter.second < second) this.emitMeter(f);
+    for (let f = this.dirtyHead; f !== null;) {
+      const next = f.nextDirty;
+      if (f.meter.second < second) this.emitMeter(f);
+      f = next;
+    }
     if (now - this.lastSweepUs >= 10_000_000) {
       this.lastSweepUs = now;
       for (const f of this.flows.values()) {
@@ -215,9 +346,10 @@ export class L7Stage {
   flush(): void {
     for (const f of this.flows.values()) this.endParser(f, f.lastUs);
     for (let i = 0; i < this.open.length; i++) {
-      for (const s of this.open[i]) this.expire(s, Math.min(s.deadlineUs, Math.max(this.nowUs, s.startUs)));
+      const list = this.open[i];
+      for (let s = list.head; s !== null; s = list.head) this.expire(s, Math.min(s.deadlineUs, Math.max(this.nowUs, s.startUs)));
     }
-    for (const f of this.dirtyMeters) this.emitMeter(f);
+    while (this.dirtyHead !== null) this.emitMeter(this.dirtyHead);
     for (const f of this.flows.values()) this.dropFlow(f);
   }
 
@@ -226,8 +358,8 @@ export class L7Stage {
     const f = this.flows.get(flowId);
     if (f === undefined) return;
     this.endParser(f, this.nowUs);
-    this.expireFlowSessions(f, this.nowUs);
-    if (this.dirtyMeters.has(f)) this.emitMeter(f);
+    if (f.openCount > 0) this.expireFlowSessions(f, this.nowUs);
+    if (f.meterDirty) this.emitMeter(f);
     this.dropFlow(f);
   }
 
@@ -240,33 +372,74 @@ export class L7Stage {
     this.curFlow = null;
   }
 
-  private newFlow(flowId: number, p: flowtap.IAppPayload, data: Buffer, fromClient: boolean, protocol: number, t: number): Flow | undefined {
+  private newFlow(p: AppPayloadRecord, t: number): Flow | undefined {
+    const protocol = p.protocol;
     if (protocol !== 6 && protocol !== 17) { this.drops.bad_transport++; return undefined; }
-    let name = p.l7_protocol ?? '';
+    const flowId = p.flowId;
+    let name = p.l7Protocol;
     if (name === '') {
-      name = this.inference.infer(flowId, data, fromClient, protocol, p.server_port ?? 0, t);
+      name = this.inference.infer(flowId, p.payloadBuf.subarray(p.payloadStart, p.payloadEnd), p.fromClient, protocol, p.serverPort, t);
       if (name === '') { this.drops.no_protocol++; return undefined; }
     }
     let idx = -1;
-    for (let i = 0; i < this.parsers.length; i++) if (this.parsers[i].name === name) idx = i;
+    const names = this.parserNames;
+    for (let i = 0; i < names.length; i++) if (names[i] === name) idx = i;
     if (idx < 0) { this.drops.unsupported_protocol++; return undefined; }
     const parser = this.parsers[idx];
     if (protocol === 6 ? !parser.overTcp : !parser.overUdp) { this.drops.bad_transport++; return undefined; }
     if (this.flows.size >= this.maxFlows) {
       const oldest = this.flows.values().next().value as Flow;
       this.expireFlowSessions(oldest, t);
-      if (this.dirtyMeters.has(oldest)) this.emitMeter(oldest);
+      if (oldest.meterDirty) this.emitMeter(oldest);
       this.dropFlow(oldest);
       this.drops.flow_evicted++;
     }
-    const ip0 = Uint8Array.from(p.ip_0 ?? new Uint8Array(16));
-    const ip1 = Uint8Array.from(p.ip_1 ?? new Uint8Array(16));
-    const f = new Flow(flowId, idx, parser, parser.newFlowState(), ip0, ip1,
-      ip0.length === 16 ? formatIp(ip0) : '', ip1.length === 16 ? formatIp(ip1) : '',
-      p.ip_version ?? 0, p.client_port ?? 0, p.server_port ?? 0, protocol, p.vlan ?? 0);
+    const f = this.flowPool.pop() ?? new Flow();
+    f.flowId = flowId;
+    f.parserIndex = idx;
+    f.parser = parser;
+    f.state = parser.newFlowState();
+    f.ip0 = this.ownAddress(f.ip0, p.ipBuf, p.ip0Start, p.ip0End);
+    f.ip1 = this.ownAddress(f.ip1, p.ipBuf, p.ip1Start, p.ip1End);
+    f.ip0Text = f.ip0.length === 16 ? this.formatAddress(f.ip0) : '';
+    f.ip1Text = f.ip1.length === 16 ? this.formatAddress(f.ip1) : '';
+    f.ipVersion = p.ipVersion;
+    f.clientPort = p.clientPort;
+    f.serverPort = p.serverPort;
+    f.protocol = protocol;
+    f.vlan = p.vlan;
+    f.lastUs = 0;
+    f.openCount = 0;
+    f.meter.second = -1;
     this.flows.set(flowId, f);
     this.inference.forget(flowId);
     return f;
+  }
+
+  /**
+   * `buf[start, end)` copied into the pooled flow's array `into` when it fits. Meters handed out
+   * as objects keep the flow's arrays, so without reuseRecords every flow gets arrays of its own.
+   */
+  private ownAddress(into: Uint8Array, buf: Buffer, start: number, end: number): Uint8Array {
+    const n = end - start;
+    const dst = this.reuseRecords && into.length === n ? into : new Uint8Array(n);
+    for (let k = 0; k < n; k++) dst[k] = buf[start + k];
+    return dst;
+  }
+
+  /** Text of a 16-byte address; IPv4 (v4-mapped) ones come from a cache. */
+  private formatAddress(a: Uint8Array): string {
+    let v4 = a[10] === 0xff && a[11] === 0xff;
+    for (let k = 0; v4 && k < 10; k++) if (a[k] !== 0) v4 = false;
+    if (!v4) return formatIp(a);
+    const key = ((a[12] << 24) | (a[13] << 16) | (a[14] << 8) | a[15]) >>> 0;
+    let text = this.ipText.get(key);
+    if (text === undefined) {
+      if (this.ipText.size >= IP_TEXT_CACHE_MAX) this.ipText.clear();
+      text = formatIp(a);
+      this.ipText.set(key, text);
+    }
+    return text;
   }
 
   private onUdp(flow: Flow, fromClient: boolean, data: Buffer, wireLen: number): void {
@@ -398,16 +571,18 @@ export class L7Stage {
       // No response will come: report it now rather than as a timeout later.
       if (msg.oneWay === true) { this.emitLog(flow, msg, null, t, t); return; }
       if (this.sessionTotal >= this.maxSessions) this.evictOldestSession();
-      const s = new Session(flow, t, msg, t + this.timeouts[flow.parserIndex]);
+      const s = this.sessionPool.pop() ?? new Session();
+      s.flow = flow; s.startUs = t; s.req = msg; s.deadlineUs = t + this.timeouts[flow.parserIndex];
       if (flow.parser.pairsById) {
         // The same id asked again soon (a retry): the first answer goes to the first ask, as
         // tshark does. Asked again later: the earlier ask is taken as unanswered.
-        let last = flow.byId.get(msg.pairId);
+        const byId = flow.byId ??= new Map<number, Session>();
+        let last = byId.get(msg.pairId);
         while (last !== undefined && t - last.startUs > this.sameIdRetryUs) {
           this.expire(last, t);
-          last = flow.byId.get(msg.pairId);
+          last = byId.get(msg.pairId);
         }
-        if (last === undefined) flow.byId.set(msg.pairId, s);
+        if (last === undefined) byId.set(msg.pairId, s);
         else {
           while (last.nextSameId !== null) last = last.nextSameId;
           last.nextSameId = s;
@@ -420,7 +595,7 @@ export class L7Stage {
     }
     let s: Session | undefined;
     if (flow.parser.pairsById) {
-      s = flow.byId.get(msg.pairId);
+      s = flow.byId?.get(msg.pairId);
       if (s !== undefined) this.unlinkById(flow, s);
     } else s = flow.queue.shift();
     m.response++;
@@ -430,7 +605,7 @@ export class L7Stage {
       this.emitLog(flow, null, msg, t, t);
       return;
     }
-    this.open[flow.parserIndex].delete(s);
+    this.open[flow.parserIndex].remove(s);
     flow.openCount--;
     this.sessionTotal--;
     const rrt = t > s.startUs ? t - s.startUs : 0;
@@ -438,17 +613,27 @@ export class L7Stage {
     m.rrtCount++;
     if (rrt > m.rrtMax) m.rrtMax = rrt;
     this.emitLog(flow, s.req, msg, s.startUs, t);
+    this.releaseSession(s);
+  }
+
+  /** A session out of every list goes back to the pool. */
+  private releaseSession(s: Session): void {
+    s.req = undefined as unknown as L7Message;
+    s.flow = undefined as unknown as Flow;
+    s.nextSameId = null;
+    if (this.sessionPool.length < 1024) this.sessionPool.push(s);
   }
 
   /** Reports an unanswered request as a timeout and forgets it. */
   private expire(s: Session, atUs: number): void {
     const flow = s.flow;
-    this.open[flow.parserIndex].delete(s);
+    this.open[flow.parserIndex].remove(s);
     this.unlink(flow, s);
     flow.openCount--;
     this.sessionTotal--;
     this.meterAt(flow, atUs).timeout++;
     this.emitLog(flow, s.req, null, s.startUs, s.startUs);
+    this.releaseSession(s);
   }
 
   /** Takes a session out of its flow's pairing structures. */
@@ -461,10 +646,12 @@ export class L7Stage {
   }
 
   private unlinkById(flow: Flow, s: Session): void {
-    const head = flow.byId.get(s.req.pairId);
+    const byId = flow.byId;
+    if (byId === null) return;
+    const head = byId.get(s.req.pairId);
     if (head === s) {
-      if (s.nextSameId === null) flow.byId.delete(s.req.pairId);
-      else flow.byId.set(s.req.pairId, s.nextSameId);
+      if (s.nextSameId === null) byId.delete(s.req.pairId);
+      else byId.set(s.req.pairId, s.nextSameId);
     } else {
       for (let p: Session | null = head ?? null; p !== null; p = p.nextSameId) {
         if (p.nextSameId === s) { p.nextSameId = s.nextSameId; break; }
@@ -475,37 +662,59 @@ export class L7Stage {
 
   private expireFlowSessions(f: Flow, atUs: number): void {
     const all: Session[] = [...f.queue];
-    for (const head of f.byId.values()) for (let p: Session | null = head; p !== null; p = p.nextSameId) all.push(p);
+    if (f.byId !== null) {
+      for (const head of f.byId.values()) for (let p: Session | null = head; p !== null; p = p.nextSameId) all.push(p);
+    }
     for (const s of all) this.expire(s, atUs);
   }
 
   private evictOldestSession(): void {
-    let oldest: Session | undefined;
-    for (const set of this.open) {
-      const first = set.values().next().value as Session | undefined;
-      if (first !== undefined && (oldest === undefined || first.startUs < oldest.startUs)) oldest = first;
+    let oldest: Session | null = null;
+    for (const list of this.open) {
+      const first = list.head;
+      if (first !== null && (oldest === null || first.startUs < oldest.startUs)) oldest = first;
     }
-    if (oldest === undefined) return;
+    if (oldest === null) return;
     const flow = oldest.flow;
-    this.open[flow.parserIndex].delete(oldest);
+    this.open[flow.parserIndex].remove(oldest);
     this.unlink(flow, oldest);
     flow.openCount--;
     this.sessionTotal--;
     this.drops.session_evicted++;
+    this.releaseSession(oldest);
   }
 
+  /** Forgets a flow (its meter emitted first) and keeps its object for a new flow. */
   private dropFlow(f: Flow): void {
-    for (const st of f.streams) { this.bufferedTotal -= st.bufLen; st.bufLen = 0; st.buf = EMPTY; }
-    if (this.dirtyMeters.has(f)) this.emitMeter(f);
-    // Sessions still open (flush/evict paths expire them first) would leak their count.
-    for (const s of f.queue) { this.open[f.parserIndex].delete(s); this.sessionTotal--; }
-    for (const head of f.byId.values()) {
-      for (let p: Session | null = head; p !== null; p = p.nextSameId) { this.open[f.parserIndex].delete(p); this.sessionTotal--; }
+    for (const st of f.streams) {
+      this.bufferedTotal -= st.bufLen;
+      st.bufLen = 0;
+      st.buf = EMPTY;
+      st.hasSeq = false; st.nextSeq = 0; st.skip = 0; st.lost = true;
     }
-    f.queue.length = 0;
-    f.byId.clear();
+    if (f.meterDirty) this.emitMeter(f);
+    // Sessions still open (flush/evict paths expire them first) would leak their count.
+    if (f.openCount > 0 || f.queue.length > 0 || (f.byId !== null && f.byId.size > 0)) {
+      const list = this.open[f.parserIndex];
+      for (const s of f.queue) { list.remove(s); this.sessionTotal--; this.releaseSession(s); }
+      if (f.byId !== null) {
+        for (const head of f.byId.values()) {
+          for (let p: Session | null = head; p !== null;) {
+            const next: Session | null = p.nextSameId;
+            list.remove(p);
+            this.sessionTotal--;
+            this.releaseSession(p);
+            p = next;
+          }
+        }
+        f.byId.clear();
+      }
+      f.queue.length = 0;
+    }
     f.openCount = 0;
     this.flows.delete(f.flowId);
+    f.state = null;
+    if (this.flowPool.length < this.flowPoolMax) this.flowPool.push(f);
   }
 
   /** The flow's meter for the second of `tUs`, emitting the previous second if it differs. */
@@ -513,22 +722,32 @@ export class L7Stage {
     const second = Math.floor(tUs / 1e6);
     const m = flow.meter;
     if (m.second !== second) {
-      if (this.dirtyMeters.has(flow)) this.emitMeter(flow);
+      if (flow.meterDirty) this.emitMeter(flow);
       m.second = second;
     }
-    this.dirtyMeters.add(flow);
+    if (!flow.meterDirty) {
+      flow.meterDirty = true;
+      flow.prevDirty = this.dirtyTail;
+      flow.nextDirty = null;
+      if (this.dirtyTail === null) this.dirtyHead = flow; else this.dirtyTail.nextDirty = flow;
+      this.dirtyTail = flow;
+    }
     return m;
   }
 
   private emitMeter(f: Flow): void {
     const m = f.meter;
-    this.dirtyMeters.delete(f);
-    this.onMeter({
-      flow_id: f.flowId, time: m.second, ip_version: f.ipVersion, ip_0: f.ip0, ip_1: f.ip1,
-      server_port: f.serverPort, protocol: f.protocol, l7_protocol: f.parser.name, endpoint: '',
-      request: m.request, response: m.response, client_error: m.clientError, server_error: m.serverError,
-      timeout: m.timeout, rrt_sum: m.rrtSum, rrt_count: m.rrtCount, rrt_max: m.rrtMax,
-    });
+    f.meterDirty = false;
+    if (f.prevDirty === null) this.dirtyHead = f.nextDirty; else f.prevDirty.nextDirty = f.nextDirty;
+    if (f.nextDirty === null) this.dirtyTail = f.prevDirty; else f.nextDirty.prevDirty = f.prevDirty;
+    f.prevDirty = null;
+    f.nextDirty = null;
+    const r = this.reuseRecords ? this.meterRecord : new AppMeterRecord();
+    r.flow_id = f.flowId; r.time = m.second; r.ip_version = f.ipVersion; r.ip_0 = f.ip0; r.ip_1 = f.ip1;
+    r.server_port = f.serverPort; r.protocol = f.protocol; r.l7_protocol = f.parser.name; r.endpoint = '';
+    r.request = m.request; r.response = m.response; r.client_error = m.clientError; r.server_error = m.serverError;
+    r.timeout = m.timeout; r.rrt_sum = m.rrtSum; r.rrt_count = m.rrtCount; r.rrt_max = m.rrtMax;
+    this.onMeter(this.reuseRecords ? r : { ...r });
     m.request = 0; m.response = 0; m.clientError = 0; m.serverError = 0; m.timeout = 0;
     m.rrtSum = 0; m.rrtCount = 0; m.rrtMax = 0;
   }
@@ -536,24 +755,37 @@ export class L7Stage {
   private emitLog(f: Flow, req: L7Message | null, resp: L7Message | null, startUs: number, endUs: number): void {
     // DNS answers repeat the question, so a lone response still names what was asked.
     const q = req ?? resp!;
+    const r = this.logRecord;
+    r.flow_id = f.flowId; r.start_time = startUs; r.end_time = endUs;
+    r.ip_0 = f.ip0Text; r.ip_1 = f.ip1Text; r.client_port = f.clientPort; r.server_port = f.serverPort;
+    r.protocol = f.protocol; r.l7_protocol = req?.l7Protocol || resp?.l7Protocol || f.parser.name;
+    r.version = req !== null && req.version !== '' ? req.version : resp?.version ?? '';
+    r.request_type = q.requestType; r.request_domain = q.requestDomain;
+    r.request_resource = q.requestResource; r.endpoint = q.endpoint;
+    r.response_code = resp !== null && resp.responseCode !== undefined ? resp.responseCode : null;
+    r.response_status = resp === null ? (req?.oneWay === true ? 'ok' : 'timeout') : resp.responseStatus;
+    r.response_exception = resp?.responseException ?? '';
+    r.response_result = resp?.responseResult ?? '';
+    r.response_duration = req !== null && resp !== null ? endUs - startUs : 0;
+    r.request_length = req?.length ?? 0; r.response_length = resp?.length ?? 0;
+    r.trace_id = req?.traceId || resp?.traceId || '';
+    r.span_id = req?.spanId || resp?.spanId || '';
+    r.x_request_id = req?.xRequestId || resp?.xRequestId || '';
+    r.vlan = f.vlan; r.sampled = false;
+    if (this.reuseRecords) { this.onLog(r); return; }
     const log: flowtap.IL7FlowLog = {
-      flow_id: f.flowId, start_time: startUs, end_time: endUs,
-      ip_0: f.ip0Text, ip_1: f.ip1Text, client_port: f.clientPort, server_port: f.serverPort,
-      protocol: f.protocol, l7_protocol: req?.l7Protocol || resp?.l7Protocol || f.parser.name,
-      version: req !== null && req.version !== '' ? req.version : resp?.version ?? '',
-      request_type: q.requestType, request_domain: q.requestDomain,
-      request_resource: q.requestResource, endpoint: q.endpoint,
-      response_status: resp === null ? (req?.oneWay === true ? 'ok' : 'timeout') : resp.responseStatus,
-      response_exception: resp?.responseException ?? '',
-      response_result: resp?.responseResult ?? '',
-      response_duration: req !== null && resp !== null ? endUs - startUs : 0,
-      request_length: req?.length ?? 0, response_length: resp?.length ?? 0,
-      trace_id: req?.traceId || resp?.traceId || '',
-      span_id: req?.spanId || resp?.spanId || '',
-      x_request_id: req?.xRequestId || resp?.xRequestId || '',
-      vlan: f.vlan, signal_source: 'packet', sampled: false,
+      flow_id: r.flow_id, start_time: r.start_time, end_time: r.end_time,
+      ip_0: r.ip_0, ip_1: r.ip_1, client_port: r.client_port, server_port: r.server_port,
+      protocol: r.protocol, l7_protocol: r.l7_protocol, version: r.version,
+      request_type: r.request_type, request_domain: r.request_domain,
+      request_resource: r.request_resource, endpoint: r.endpoint,
+      response_status: r.response_status, response_exception: r.response_exception,
+      response_result: r.response_result, response_duration: r.response_duration,
+      request_length: r.request_length, response_length: r.response_length,
+      trace_id: r.trace_id, span_id: r.span_id, x_request_id: r.x_request_id,
+      vlan: r.vlan, signal_source: 'packet', sampled: false,
     };
-    if (resp !== null && resp.responseCode !== undefined) log.response_code = resp.responseCode;
+    if (r.response_code !== null) log.response_code = r.response_code;
     this.onLog(log);
   }
 }

@@ -19,29 +19,35 @@ const METHODS = [
   'M-SEARCH', 'NOTIFY', 'SUBSCRIBE', 'UNSUBSCRIBE', 'CCM_POST', 'CCM_GET',
 ];
 /** Methods grouped by first byte, so a check compares against a handful at most. */
-const METHODS_BY_FIRST: (Buffer[] | undefined)[] = new Array(256);
-for (const m of METHODS) {
-  const b = Buffer.from(m, 'latin1');
-  (METHODS_BY_FIRST[b[0]] ??= []).push(b);
-}
+const METHODS_BY_FIRST: (string[] | undefined)[] = new Array(256);
+for (const m of METHODS) (METHODS_BY_FIRST[m.charCodeAt(0)] ??= []).push(m);
 
 /** Header block larger than this without its end: report what was read and resynchronise. */
 export const HTTP_MAX_HEADER_BYTES = 16 * 1024;
 
-/** Length of the known method at `start` when a space or the line end follows it, else 0. */
-function methodLength(d: Buffer, start: number, end: number): number {
+/** The known method at `start` when a space or the line end follows it, else ''. */
+function methodAt(d: Buffer, start: number, end: number): string {
   const cands = METHODS_BY_FIRST[d[start]];
-  if (cands === undefined) return 0;
+  if (cands === undefined) return '';
   for (const m of cands) {
     const n = m.length;
     if (start + n >= end) continue;
     const after = d[start + n];
     if (after !== SP && after !== CR && after !== LF) continue;
     let k = 1;
-    while (k < n && d[start + k] === m[k]) k++;
-    if (k === n) return n;
+    while (k < n && d[start + k] === m.charCodeAt(k)) k++;
+    if (k === n) return m;
   }
-  return 0;
+  return '';
+}
+
+/** d[a, b) as text; the usual versions without a new string each. */
+function versionText(d: Buffer, a: number, b: number): string {
+  if (b - a === 3 && d[a] === 49 && d[a + 1] === 46) {
+    if (d[a + 2] === 49) return '1.1';
+    if (d[a + 2] === 48) return '1.0';
+  }
+  return d.toString('latin1', a, b);
 }
 
 function isDigit(c: number): boolean {
@@ -157,7 +163,7 @@ export class Http1Parser implements L7Parser<Http1FlowState> {
   check(d: Buffer, start: number, end: number, _ctx: ParseContext): CheckResult {
     if (end - start < 4) return CHECK_NONE;
     if (isStatusLine(d, start, end)) return CHECK_RESPONSE;
-    if (methodLength(d, start, end) > 0) return CHECK_REQUEST;
+    if (methodAt(d, start, end) !== '') return CHECK_REQUEST;
     return CHECK_NONE;
   }
 
@@ -251,7 +257,8 @@ export class Http1Parser implements L7Parser<Http1FlowState> {
 
   private request(d: Buffer, start: number, end: number, ctx: ParseContext, st: Http1FlowState, emit: Emit): number {
     if (end - start < 4) return ctx.truncated ? PARSE_INVALID : PARSE_NEED_MORE;
-    const mlen = methodLength(d, start, end);
+    const method = methodAt(d, start, end);
+    const mlen = method.length;
     if (mlen === 0) return PARSE_INVALID;
     let lf = lineEnd(d, start, end);
     if (lf < 0 && !ctx.truncated && end - start < HTTP_MAX_HEADER_BYTES) return PARSE_NEED_MORE;
@@ -272,7 +279,7 @@ export class Http1Parser implements L7Parser<Http1FlowState> {
     let vs = ue + 1;
     if (vs > le) vs = le;
     const msg = newMessage('request');
-    msg.requestType = d.toString('latin1', start, start + mlen);
+    msg.requestType = method;
     msg.requestResource = d.toString('latin1', u, ue);
     let q = msg.requestResource.indexOf('?');
     if (q < 0) q = msg.requestResource.length;
@@ -309,7 +316,7 @@ export class Http1Parser implements L7Parser<Http1FlowState> {
     let le = lf;
     if (le > start && d[le - 1] === CR) le--;
     const msg = newMessage('response');
-    msg.version = d.toString('latin1', start + 5, start + 8);
+    msg.version = versionText(d, start + 5, start + 8);
     msg.responseCode = code;
     msg.responseStatus = statusFromHttpCode(code);
     if (msg.responseStatus === 'client_error' || msg.responseStatus === 'server_error') {
@@ -339,7 +346,7 @@ export class Http1Parser implements L7Parser<Http1FlowState> {
 /** "HTTP/1.1" -> "1.1"; anything else as sent. */
 function versionOf(d: Buffer, a: number, b: number): string {
   if (b - a >= 5 && d[a] === 72 && d[a + 1] === 84 && d[a + 2] === 84 && d[a + 3] === 80 && d[a + 4] === 47) a += 5;
-  return d.toString('latin1', a, b);
+  return versionText(d, a, b);
 }
 
 export const http1Parser = new Http1Parser();
