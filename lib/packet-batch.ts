@@ -21,6 +21,43 @@ export const IPPROTO_ICMPV6 = 58;
 
 export const WSCALE_ABSENT = 255;
 
+/** PacketBatch field numbers (proto/flowtap.proto). */
+const FIELD_COUNT = 1;
+const FIELD_PAYLOAD_DATA = 19;
+const FIELD_TCP_WSCALE = 22;
+const MAX_FIELD = 24;
+const WIRE_VARINT = 0;
+const WIRE_I64 = 1;
+const WIRE_LEN = 2;
+const WIRE_I32 = 5;
+
+/** One fixed-width column of the wire form: its field number and its bytes, row after row. */
+interface WireColumn {
+  readonly field: number;
+  readonly name: string;
+  /** Bytes per row. */
+  readonly width: number;
+  /** A byte view over the whole column (all `capacity` rows). */
+  readonly bytes: Uint8Array;
+}
+
+function varintSize(v: number): number {
+  return v < 0x80 ? 1 : v < 0x4000 ? 2 : v < 0x200000 ? 3 : v < 0x10000000 ? 4 : 5;
+}
+
+/** Writes `v` (an unsigned 32-bit value) as a protobuf varint at `pos`; returns the new position. */
+function writeVarint(out: Uint8Array, pos: number, v: number): number {
+  while (v > 0x7f) {
+    out[pos++] = (v & 0x7f) | 0x80;
+    v >>>= 7;
+  }
+  out[pos++] = v;
+  return pos;
+}
+
+// The columns go on the wire as the typed arrays hold them, so the host must be little-endian.
+if (new Uint8Array(Uint16Array.of(1).buffer)[0] !== 1) throw new Error('PacketBatch needs a little-endian host');
+
 export class PacketBatch {
   count = 0;
   readonly capacity: number;
@@ -52,6 +89,18 @@ export class PacketBatch {
   /** Captured payload bytes of all packets, back to back. */
   payloadData: Buffer;
   payloadUsed = 0;
+  /** The fixed-width columns in field-number order (payload_data, field 19, is not among them). */
+  private readonly wireColumns: readonly WireColumn[];
+  /**
+   * Rows at or past this index hold their initial values (zero; tcpWscale absent). Rows below it
+   * may hold an earlier packet's values: `reset` clears them in bulk, `begin` clears one that a
+   * discarded decode left behind, so a row costs no clearing in the common case.
+   */
+  private dirtyRows = 0;
+  // Where each field was found by the last `decode` (last occurrence wins, as in protobuf).
+  private readonly fieldStart = new Int32Array(MAX_FIELD + 1);
+  private readonly fieldLength = new Int32Array(MAX_FIELD + 1);
+  private varintEnd = 0;
 
   constructor(capacity = PACKET_BATCH_DEFAULT_CAPACITY, readonly payloadCut = DEFAULT_PAYLOAD_CUT) {
     this.capacity = capacity;
@@ -76,27 +125,68 @@ export class PacketBatch {
     this.payloadCap = new Uint16Array(capacity);
     this.tunnelType = new Uint8Array(capacity);
     this.tunnelId = new Uint32Array(capacity);
-    this.tcpWscale = new Uint8Array(capacity);
+    this.tcpWscale = new Uint8Array(capacity).fill(WSCALE_ABSENT);
     this.ifindex = new Uint32Array(capacity);
     this.icmpTypeCode = new Uint16Array(capacity);
     this.payloadData = Buffer.allocUnsafe(Math.max(capacity * Math.min(payloadCut, 256), payloadCut * 4));
+    const column = (field: number, name: string, a: ArrayBufferView, width: number): WireColumn =>
+      ({ field, name, width, bytes: new Uint8Array(a.buffer, a.byteOffset, a.byteLength) });
+    this.wireColumns = [
+      column(2, 'timestamp_us', this.timestampUs, 8),
+      column(3, 'ip_src', this.ipSrc, 16),
+      column(4, 'ip_dst', this.ipDst, 16),
+      column(5, 'port_src', this.portSrc, 2),
+      column(6, 'port_dst', this.portDst, 2),
+      column(7, 'protocol', this.protocol, 1),
+      column(8, 'ip_version', this.ipVersion, 1),
+      column(9, 'tcp_flags', this.tcpFlags, 1),
+      column(10, 'tcp_seq', this.tcpSeq, 4),
+      column(11, 'tcp_ack', this.tcpAck, 4),
+      column(12, 'tcp_window', this.tcpWindow, 2),
+      column(13, 'vlan', this.vlan, 2),
+      column(14, 'frame_len', this.frameLen, 4),
+      column(15, 'l3_len', this.l3Len, 4),
+      column(16, 'l4_payload_len', this.l4PayloadLen, 4),
+      column(17, 'payload_offset', this.payloadOffset, 4),
+      column(18, 'payload_cap', this.payloadCap, 2),
+      column(20, 'tunnel_type', this.tunnelType, 1),
+      column(21, 'tunnel_id', this.tunnelId, 4),
+      column(22, 'tcp_wscale', this.tcpWscale, 1),
+      column(23, 'ifindex', this.ifindex, 4),
+      column(24, 'icmp_type_code', this.icmpTypeCode, 2),
+    ];
   }
 
   get full(): boolean {
     return this.count >= this.capacity;
   }
 
+  /** Empties the batch and clears the rows it used, one fill per column. */
   reset(): void {
+    const rows = this.dirtyRows;
+    if (rows > 0) {
+      for (const c of this.wireColumns) c.bytes.fill(c.field === FIELD_TCP_WSCALE ? WSCALE_ABSENT : 0, 0, rows * c.width);
+    }
+    this.dirtyRows = 0;
     this.count = 0;
     this.payloadUsed = 0;
   }
 
   /**
-   * Claims the next row, zeroes its per-packet fields and returns its index. The decoder then
-   * fills the columns at that index and calls `commit` (or simply does not, to discard it).
+   * Claims the next row and returns its index; its per-packet fields hold their initial values
+   * (zero, tcpWscale absent). The decoder then fills the columns at that index and calls
+   * `commit` (or simply does not, to discard it).
    */
   begin(): number {
     const i = this.count;
+    if (i < this.dirtyRows) this.clearRow(i);
+    else this.dirtyRows = i + 1;
+    this.payloadOffset[i] = this.payloadUsed;
+    return i;
+  }
+
+  /** Row `i` back to its initial values (after a discarded decode, or over a decoded batch). */
+  private clearRow(i: number): void {
     this.timestampUs[i] = 0;
     this.ipSrc32.fill(0, i * 4, i * 4 + 4);
     this.ipDst32.fill(0, i * 4, i * 4 + 4);
@@ -112,14 +202,13 @@ export class PacketBatch {
     this.frameLen[i] = 0;
     this.l3Len[i] = 0;
     this.l4PayloadLen[i] = 0;
-    this.payloadOffset[i] = this.payloadUsed;
+    this.payloadOffset[i] = 0;
     this.payloadCap[i] = 0;
     this.tunnelType[i] = 0;
     this.tunnelId[i] = 0;
     this.tcpWscale[i] = WSCALE_ABSENT;
     this.ifindex[i] = 0;
     this.icmpTypeCode[i] = 0;
-    return i;
   }
 
   /** Copies up to `payloadCut` bytes of payload for row `i` (call once per row, before commit). */
@@ -162,6 +251,7 @@ export class PacketBatch {
     dst.set(src.subarray(off, off + 16), i * 16);
   }
 
+  /** The batch as a protobufjs message whose columns are views of this batch (for tests and tools). */
   toMessage(): flowtap.IPacketBatch {
     const n = this.count;
     const view = (a: ArrayBufferView, width: number) => Buffer.from(a.buffer, a.byteOffset, n * width);
@@ -193,58 +283,117 @@ export class PacketBatch {
     };
   }
 
-  encode(): Uint8Array {
-    return flowtap.PacketBatch.encode(this.toMessage()).finish();
+  /**
+   * The PacketBatch message, byte for byte what protobufjs writes for `toMessage()` (every field
+   * in field order, empty columns included), into one new buffer: the columns are copied once,
+   * straight from the typed arrays. A new buffer per batch because the transport sends it
+   * without copying and may still hold it after the send resolves.
+   */
+  encode(): Buffer {
+    const n = this.count;
+    const payloadLen = this.payloadUsed;
+    let size = 1 + varintSize(n) + 2 + varintSize(payloadLen) + payloadLen;
+    for (const c of this.wireColumns) {
+      const len = n * c.width;
+      size += (c.field < 16 ? 1 : 2) + varintSize(len) + len;
+    }
+    const out = Buffer.allocUnsafe(size);
+    let pos = 0;
+    out[pos++] = (FIELD_COUNT << 3) | WIRE_VARINT;
+    pos = writeVarint(out, pos, n);
+    for (const c of this.wireColumns) {
+      // payload_data (19) goes between payload_cap (18) and tunnel_type (20).
+      if (c.field === FIELD_PAYLOAD_DATA + 1) pos = this.writePayloadData(out, pos);
+      const len = n * c.width;
+      pos = writeVarint(out, pos, (c.field << 3) | WIRE_LEN);
+      pos = writeVarint(out, pos, len);
+      if (len > 0) out.set(c.bytes.subarray(0, len), pos);
+      pos += len;
+    }
+    return out;
+  }
+
+  private writePayloadData(out: Buffer, pos: number): number {
+    const len = this.payloadUsed;
+    pos = writeVarint(out, pos, (FIELD_PAYLOAD_DATA << 3) | WIRE_LEN);
+    pos = writeVarint(out, pos, len);
+    if (len > 0) this.payloadData.copy(out, pos, 0, len);
+    return pos + len;
   }
 
   /**
-   * Fills this batch from a decoded message, copying each column once into the reused typed
-   * arrays (the message's views are not aligned for typed-array access). Throws on a malformed
-   * batch; the caller counts it as a dropped batch.
+   * Fills this batch from a PacketBatch message, copying each column once from `bytes` into the
+   * reused typed arrays (the columns in the message are not aligned for typed-array access), with
+   * no message object in between. Unknown fields are skipped; a field given twice counts once,
+   * the last time, as in protobuf. Throws on a malformed batch; the caller counts it as a dropped
+   * batch.
    */
-  loadMessage(m: flowtap.PacketBatch): void {
-    const n = m.count;
+  decode(bytes: Uint8Array): void {
+    const start = this.fieldStart, length = this.fieldLength;
+    start.fill(-1);
+    length.fill(0);
+    let n = 0;
+    const end = bytes.length;
+    let pos = 0;
+    while (pos < end) {
+      const tag = this.readVarint(bytes, pos, end);
+      pos = this.varintEnd;
+      const field = Math.floor(tag / 8), wire = tag % 8;
+      if (field === 0) throw new Error(`packet batch: field 0 at byte ${pos}`);
+      if (field <= MAX_FIELD && wire !== (field === FIELD_COUNT ? WIRE_VARINT : WIRE_LEN)) {
+        throw new Error(`packet batch: field ${field} has wire type ${wire}`);
+      }
+      if (wire === WIRE_VARINT) {
+        const v = this.readVarint(bytes, pos, end);
+        pos = this.varintEnd;
+        if (field === FIELD_COUNT) n = v;
+      } else if (wire === WIRE_LEN) {
+        const len = this.readVarint(bytes, pos, end);
+        pos = this.varintEnd;
+        if (len > end - pos) throw new Error(`packet batch: field ${field} runs past the end`);
+        if (field <= MAX_FIELD) { start[field] = pos; length[field] = len; }
+        pos += len;
+      } else if (wire === WIRE_I64) pos += 8;
+      else if (wire === WIRE_I32) pos += 4;
+      else throw new Error(`packet batch: unsupported wire type ${wire} for field ${field}`);
+    }
+    if (pos > end) throw new Error('packet batch: truncated');
     if (n > this.capacity) throw new Error(`packet batch of ${n} exceeds capacity ${this.capacity}`);
-    const copy = (dst: ArrayBufferView, src: Uint8Array, width: number, name: string) => {
-      if (src.length !== n * width) throw new Error(`packet batch column ${name}: ${src.length} bytes for ${n} rows`);
-      new Uint8Array(dst.buffer, dst.byteOffset, n * width).set(src);
-    };
-    copy(this.timestampUs, m.timestamp_us, 8, 'timestamp_us');
-    copy(this.ipSrc, m.ip_src, 16, 'ip_src');
-    copy(this.ipDst, m.ip_dst, 16, 'ip_dst');
-    copy(this.portSrc, m.port_src, 2, 'port_src');
-    copy(this.portDst, m.port_dst, 2, 'port_dst');
-    copy(this.protocol, m.protocol, 1, 'protocol');
-    copy(this.ipVersion, m.ip_version, 1, 'ip_version');
-    copy(this.tcpFlags, m.tcp_flags, 1, 'tcp_flags');
-    copy(this.tcpSeq, m.tcp_seq, 4, 'tcp_seq');
-    copy(this.tcpAck, m.tcp_ack, 4, 'tcp_ack');
-    copy(this.tcpWindow, m.tcp_window, 2, 'tcp_window');
-    copy(this.vlan, m.vlan, 2, 'vlan');
-    copy(this.frameLen, m.frame_len, 4, 'frame_len');
-    copy(this.l3Len, m.l3_len, 4, 'l3_len');
-    copy(this.l4PayloadLen, m.l4_payload_len, 4, 'l4_payload_len');
-    copy(this.payloadOffset, m.payload_offset, 4, 'payload_offset');
-    copy(this.payloadCap, m.payload_cap, 2, 'payload_cap');
-    copy(this.tunnelType, m.tunnel_type, 1, 'tunnel_type');
-    copy(this.tunnelId, m.tunnel_id, 4, 'tunnel_id');
-    copy(this.tcpWscale, m.tcp_wscale, 1, 'tcp_wscale');
-    copy(this.ifindex, m.ifindex, 4, 'ifindex');
-    copy(this.icmpTypeCode, m.icmp_type_code, 2, 'icmp_type_code');
-    const data = m.payload_data;
-    if (data.length > this.payloadData.length) this.payloadData = Buffer.allocUnsafe(data.length);
-    this.payloadData.set(data, 0);
-    this.payloadUsed = data.length;
+    // Before any copy: a batch refused half-way still leaves its rows marked for clearing.
+    if (n > this.dirtyRows) this.dirtyRows = n;
+    for (const c of this.wireColumns) {
+      const len = length[c.field];
+      if (len !== n * c.width) throw new Error(`packet batch column ${c.name}: ${len} bytes for ${n} rows`);
+      if (len > 0) c.bytes.set(bytes.subarray(start[c.field], start[c.field] + len));
+    }
+    const dataLen = length[FIELD_PAYLOAD_DATA];
+    if (dataLen > this.payloadData.length) this.payloadData = Buffer.allocUnsafe(dataLen);
+    if (dataLen > 0) {
+      const from = start[FIELD_PAYLOAD_DATA];
+      this.payloadData.set(bytes.subarray(from, from + dataLen), 0);
+    }
+    this.payloadUsed = dataLen;
     for (let i = 0; i < n; i++) {
-      if (this.payloadOffset[i] + this.payloadCap[i] > data.length) {
+      if (this.payloadOffset[i] + this.payloadCap[i] > dataLen) {
         throw new Error(`packet batch row ${i}: payload outside payload_data`);
       }
     }
     this.count = n;
   }
 
-  decode(bytes: Uint8Array): void {
-    this.loadMessage(flowtap.PacketBatch.decode(bytes));
+  /** Reads the varint at `pos` (at most 10 bytes); `varintEnd` is then just after it. */
+  private readVarint(bytes: Uint8Array, pos: number, end: number): number {
+    let v = 0;
+    for (let scale = 1, k = 0; k < 10; k++, scale *= 128) {
+      if (pos >= end) throw new Error('packet batch: truncated varint');
+      const b = bytes[pos++];
+      v += (b & 0x7f) * scale;
+      if (b < 0x80) {
+        this.varintEnd = pos;
+        return v;
+      }
+    }
+    throw new Error('packet batch: varint longer than 10 bytes');
   }
 }
 

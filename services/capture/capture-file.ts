@@ -51,6 +51,14 @@ const MAX_RECORD_BYTES = 16 * 1024 * 1024;
 const INITIAL_BUFFER_BYTES = 1024 * 1024;
 const TWO_32 = 4294967296;
 
+function u32le(b: Buffer, o: number): number {
+  return (b[o] | (b[o + 1] << 8) | (b[o + 2] << 16) | (b[o + 3] << 24)) >>> 0;
+}
+
+function u32be(b: Buffer, o: number): number {
+  return ((b[o] << 24) | (b[o + 1] << 16) | (b[o + 2] << 8) | b[o + 3]) >>> 0;
+}
+
 export async function openCaptureFile(path: string): Promise<CaptureFileReader> {
   let fh: fsp.FileHandle;
   try {
@@ -231,20 +239,22 @@ export class CaptureFileReader {
   private parsePcap(onFrame: FrameCallback, max: number): number {
     let n = 0;
     const limit = Math.min(MAX_RECORD_BYTES, Math.max(this.snaplen, 262144));
+    // Record headers read inline: Buffer#readUInt32LE validates its offset on every call.
+    const buf = this.buf, le = this.le, end = this.end, nanos = this.nanos, linkType = this.linkType;
     while (n < max) {
-      if (this.end - this.pos < 16) { this.need = 16; return n; }
       const p = this.pos;
-      const sec = this.u32(p);
-      const frac = this.u32(p + 4);
-      const capLen = this.u32(p + 8);
-      const origLen = this.u32(p + 12);
+      if (end - p < 16) { this.need = 16; return n; }
+      const sec = le ? u32le(buf, p) : u32be(buf, p);
+      const frac = le ? u32le(buf, p + 4) : u32be(buf, p + 4);
+      const capLen = le ? u32le(buf, p + 8) : u32be(buf, p + 8);
+      const origLen = le ? u32le(buf, p + 12) : u32be(buf, p + 12);
       if (capLen > limit) { this.badLength('pcap record', capLen); return n; }
-      if (this.end - p < 16 + capLen) { this.need = 16 + capLen; return n; }
-      const ts = sec * 1e6 + (this.nanos ? Math.floor(frac / 1000) : frac);
+      if (end - p < 16 + capLen) { this.need = 16 + capLen; return n; }
+      const ts = sec * 1e6 + (nanos ? Math.floor(frac / 1000) : frac);
       this.pos = p + 16 + capLen;
       this.framesRead++;
       n++;
-      onFrame(this.buf, p + 16, capLen, origLen, ts, this.linkType, 0);
+      onFrame(buf, p + 16, capLen, origLen, ts, linkType, 0);
     }
     return n;
   }

@@ -68,6 +68,8 @@ const UDP_GENEVE = 6081;
 /** Tunnels inside tunnels are followed this deep; deeper layers are left as payload. */
 const MAX_TUNNEL_DEPTH = 4;
 const MAX_IPV6_EXTENSIONS = 16;
+/** Bytes 8..11 of a v4-mapped address (00 00 ff ff) as a little-endian word. */
+const V4_MAPPED_WORD = 0xffff0000;
 
 export class FrameDecoder {
   readonly drops: Record<DecodeDropReason | FragmentDropReason, number>;
@@ -167,7 +169,7 @@ export class FrameDecoder {
 
   private ethernet(p: number): boolean {
     if (this.end - p < 14) { this.drops.truncated_l2++; return false; }
-    return this.etherType(this.buf.readUInt16BE(p + 12), p + 14);
+    return this.etherType((this.buf[p + 12] << 8) | this.buf[p + 13], p + 14);
   }
 
   /** Linux cooked v1: 16-byte header, protocol (an EtherType) in its last two bytes. */
@@ -284,7 +286,7 @@ export class FrameDecoder {
     const ihl = (vihl & 0x0f) << 2;
     if (vihl >> 4 !== 4 || ihl < 20) { this.drops.bad_ip_header++; return false; }
     if (this.end - p < ihl) { this.drops.truncated_ip++; return false; }
-    let totalLen = buf.readUInt16BE(p + 2);
+    let totalLen = (buf[p + 2] << 8) | buf[p + 3];
     const wireLeft = this.wireEnd - p;
     // Total length 0: a TCP-segmentation-offload frame captured on the sender; trust the frame.
     if (totalLen === 0) totalLen = wireLeft;
@@ -295,18 +297,19 @@ export class FrameDecoder {
       this.clampedLengths++;
     }
     const batch = this.batch;
-    const o = this.row * 16;
-    const src = batch.ipSrc, dst = batch.ipDst;
-    for (let k = 0; k < 10; k++) { src[o + k] = 0; dst[o + k] = 0; }
-    src[o + 10] = 0xff; src[o + 11] = 0xff; dst[o + 10] = 0xff; dst[o + 11] = 0xff;
-    src[o + 12] = buf[p + 12]; src[o + 13] = buf[p + 13]; src[o + 14] = buf[p + 14]; src[o + 15] = buf[p + 15];
-    dst[o + 12] = buf[p + 16]; dst[o + 13] = buf[p + 17]; dst[o + 14] = buf[p + 18]; dst[o + 15] = buf[p + 19];
+    // v4-mapped (::ffff:a.b.c.d) written as four words each; the columns are little-endian.
+    const w = this.row * 4;
+    const src = batch.ipSrc32, dst = batch.ipDst32;
+    src[w] = 0; src[w + 1] = 0; src[w + 2] = V4_MAPPED_WORD;
+    dst[w] = 0; dst[w + 1] = 0; dst[w + 2] = V4_MAPPED_WORD;
+    src[w + 3] = buf[p + 12] | (buf[p + 13] << 8) | (buf[p + 14] << 16) | (buf[p + 15] << 24);
+    dst[w + 3] = buf[p + 16] | (buf[p + 17] << 8) | (buf[p + 18] << 16) | (buf[p + 19] << 24);
     const proto = buf[p + 9];
     batch.ipVersion[this.row] = 4;
     batch.protocol[this.row] = proto;
     batch.l3Len[this.row] = totalLen;
     const ipEnd = p + totalLen;
-    const frag = buf.readUInt16BE(p + 6);
+    const frag = (buf[p + 6] << 8) | buf[p + 7];
     if (frag & 0x3fff) {
       // MF set or a non-zero offset: a fragment.
       const offset = (frag & 0x1fff) << 3;
@@ -333,9 +336,13 @@ export class FrameDecoder {
       this.clampedLengths++;
     }
     const batch = this.batch;
-    const o = this.row * 16;
-    const src = batch.ipSrc, dst = batch.ipDst;
-    for (let k = 0; k < 16; k++) { src[o + k] = buf[p + 8 + k]; dst[o + k] = buf[p + 24 + k]; }
+    const w = this.row * 4;
+    const src = batch.ipSrc32, dst = batch.ipDst32;
+    for (let k = 0; k < 4; k++) {
+      const s = p + 8 + 4 * k, d = p + 24 + 4 * k;
+      src[w + k] = buf[s] | (buf[s + 1] << 8) | (buf[s + 2] << 16) | (buf[s + 3] << 24);
+      dst[w + k] = buf[d] | (buf[d + 1] << 8) | (buf[d + 2] << 16) | (buf[d + 3] << 24);
+    }
     batch.ipVersion[this.row] = 6;
     batch.l3Len[this.row] = totalLen;
     return this.ipv6Extensions(buf[p + 6], p + 40, p + totalLen, p);
@@ -415,14 +422,14 @@ export class FrameDecoder {
       const doff = (buf[p + 12] >> 4) << 2;
       if (doff < 20 || p + doff > ipEnd) { this.drops.bad_tcp_header++; return false; }
       const flags = buf[p + 13];
-      batch.portSrc[row] = buf.readUInt16BE(p);
-      batch.portDst[row] = buf.readUInt16BE(p + 2);
+      batch.portSrc[row] = (buf[p] << 8) | buf[p + 1];
+      batch.portDst[row] = (buf[p + 2] << 8) | buf[p + 3];
       // Big-endian words assembled as int32 (stored as uint32 bits): Buffer#readUInt32BE returns
       // a boxed number above 2^30 when V8 does not inline it, i.e. an allocation per packet.
       batch.tcpSeq[row] = (buf[p + 4] << 24) | (buf[p + 5] << 16) | (buf[p + 6] << 8) | buf[p + 7];
       batch.tcpAck[row] = (buf[p + 8] << 24) | (buf[p + 9] << 16) | (buf[p + 10] << 8) | buf[p + 11];
       batch.tcpFlags[row] = flags;
-      batch.tcpWindow[row] = buf.readUInt16BE(p + 14);
+      batch.tcpWindow[row] = (buf[p + 14] << 8) | buf[p + 15];
       if (flags & TCP_SYN) this.windowScale(p + 20, Math.min(p + doff, capEnd));
       batch.l4PayloadLen[row] = ipEnd - p - doff;
       this.copyPayload(p + doff, capEnd);
@@ -430,11 +437,11 @@ export class FrameDecoder {
     }
     if (proto === IPPROTO_UDP) {
       if (capEnd - p < 8) { this.drops.truncated_l4++; return false; }
-      const sport = buf.readUInt16BE(p);
-      const dport = buf.readUInt16BE(p + 2);
+      const sport = (buf[p] << 8) | buf[p + 1];
+      const dport = (buf[p + 2] << 8) | buf[p + 3];
       // The UDP length bounds the datagram when it is shorter than the IP payload (trailing
       // bytes are padding); a longer one is cut to the IP payload.
-      const udpLen = buf.readUInt16BE(p + 4);
+      const udpLen = (buf[p + 4] << 8) | buf[p + 5];
       if (udpLen >= 8 && p + udpLen !== ipEnd) {
         if (p + udpLen < ipEnd) ipEnd = p + udpLen;
         else this.clampedLengths++;
