@@ -7,6 +7,7 @@ import { ServiceMetrics } from './metrics';
 import { flowtap } from './proto';
 import { downstreamsOf, endpointOf, prepareRuntimeDir, UPSTREAMS } from './topology';
 import { Inlet, Kind, Outlet } from './transport';
+import { Watermark } from './watermark';
 
 export const kindName = (kind: number): string => flowtap.MessageKind[kind] ?? `unknown_${kind}`;
 
@@ -215,10 +216,14 @@ async function receiveLoop(ctx: ServiceContext, stage: Partial<StageHandlers>): 
   const inlet = new Inlet(endpointOf(config.runtime_dir, ctx.name), config.transport.high_water_mark);
   await inlet.bind();
   ctx.tellParent({ type: 'ready', service: ctx.name });
-  const upstreams = UPSTREAMS[ctx.name];
-  const ended = new Set<string>();
+  const clock = new Watermark(UPSTREAMS[ctx.name]);
   let malformed = 0;
   metrics.trackDrops('', () => ({ malformed_batch: malformed }));
+
+  const tick = async (timeUs: number) => {
+    await stage.onTick?.(timeUs);
+    await ctx.broadcastControl(flowtap.Control.Kind.TICK, timeUs);
+  };
 
   for await (const { kind, body } of inlet.messages()) {
     const label = { kind: kindName(kind) };
@@ -232,16 +237,19 @@ async function receiveLoop(ctx: ServiceContext, stage: Partial<StageHandlers>): 
         continue;
       }
       if (control.kind === flowtap.Control.Kind.TICK) {
-        await stage.onTick?.(control.time_us);
-        await ctx.broadcastControl(flowtap.Control.Kind.TICK, control.time_us);
+        const timeUs = clock.tick(control.source, Number(control.time_us));
+        if (timeUs !== undefined) await tick(timeUs);
         continue;
       }
-      ended.add(control.source);
       log.info('end of stream from upstream', { source: control.source });
-      if (!upstreams.every((u) => ended.has(u))) continue;
+      const timeUs = clock.end(control.source);
+      if (!clock.allEnded) {
+        if (timeUs !== undefined) await tick(timeUs);
+        continue;
+      }
       await stage.onEndOfStream?.();
       await ctx.broadcastControl(flowtap.Control.Kind.END_OF_STREAM, control.time_us);
-      ended.clear();
+      clock.reset();
       if (ctx.replay || ctx.draining) break;
       continue;
     }

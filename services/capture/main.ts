@@ -14,9 +14,14 @@ import { LiveCapture } from './live-capture';
 
 const PROGRESS_INTERVAL_MS = 200;
 
+/** Packet time (µs) of the newest packet sent to flow so far. */
+let sentUpToUs = 0;
+
 /** Sends the batch to flow if it holds anything, and empties it. */
 async function sendBatch(ctx: ServiceContext, batch: PacketBatch): Promise<void> {
   if (batch.count === 0) return;
+  const ts = batch.timestampUs;
+  for (let i = 0; i < batch.count; i++) if (ts[i] > sentUpToUs) sentUpToUs = ts[i];
   // Encoding copies the rows, so the batch is free for the next packets before the send resolves.
   const body = batch.encode();
   const count = batch.count;
@@ -30,6 +35,7 @@ async function replayFile(ctx: ServiceContext, decoder: FrameDecoder, batch: Pac
   ctx.metrics.trackDrops('file_', () => reader.drops);
   const totalBytes = fs.statSync(path).size;
   let lastTs = 0;
+  let tickedSecond = -1;
   let lastProgress = 0;
   // Bytes read, near enough for a progress bar: each frame plus a pcap record header.
   let consumed = 0;
@@ -42,7 +48,15 @@ async function replayFile(ctx: ServiceContext, decoder: FrameDecoder, batch: Pac
     const n = ctx.draining ? 0 : await reader.readFrames(onFrame, batch.capacity - batch.count);
     ctx.metrics.recordsIn.inc({ kind: 'frame' }, n);
     if (n === 0) break;
-    if (batch.full) await sendBatch(ctx, batch);
+    if (batch.full) {
+      await sendBatch(ctx, batch);
+      // Every downstream with several upstreams moves its clock only as far as the slowest one's
+      // ticks (lib/watermark.ts), so capture ticks too: once per second of packet time sent.
+      if (Math.floor(sentUpToUs / 1e6) > tickedSecond) {
+        tickedSecond = Math.floor(sentUpToUs / 1e6);
+        await ctx.broadcastControl(flowtap.Control.Kind.TICK, sentUpToUs);
+      }
+    }
     const now = Date.now();
     if (now - lastProgress >= PROGRESS_INTERVAL_MS) {
       lastProgress = now;
@@ -105,11 +119,14 @@ function startLive(ctx: ServiceContext, decoder: FrameDecoder, batch: PacketBatc
       ctx.log.error('interface rescan failed', { error: (err as Error).message });
     }
   }, RESCAN_INTERVAL_MS);
-  // With no packets, packet time stands still: wall-clock ticks let windows and timeouts move on.
+  // Ticks tell downstreams how far packet time has got (lib/watermark.ts): the newest packet
+  // sent while packets flow; with no packets packet time stands still, so wall-clock time then
+  // lets windows and timeouts move on.
   const tickMs = ctx.config.capture.tick_interval_ms;
   setInterval(() => {
-    if (live.idleMs() < tickMs || ctx.draining) return;
-    void ctx.broadcastControl(flowtap.Control.Kind.TICK, Date.now() * 1000);
+    if (ctx.draining) return;
+    const timeUs = live.idleMs() < tickMs ? sentUpToUs : Date.now() * 1000;
+    if (timeUs > 0) void ctx.broadcastControl(flowtap.Control.Kind.TICK, timeUs);
   }, tickMs);
   return live;
 }
