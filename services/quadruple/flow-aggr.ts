@@ -1,5 +1,5 @@
 // FlowTable: what quadruple keeps per flow, in reused slots (typed arrays and string arrays, one
-// slot per live flow, no object per flow): its addresses and metric row keys, its L4 flow log
+// slot per live flow, no object per flow): its addresses and metric row hashes, its L4 flow log
 // being merged (FlowAggr), and its concurrent-connection carry state (concurrent.ts).
 //
 // FlowAggr merges a flow's per-second reports into one L4FlowLog per flow per minute. A log
@@ -16,7 +16,7 @@
 import { flowtap } from '../../lib/proto';
 import { formatIp } from '../../lib/packet-batch';
 import { FlowRecord } from './meters';
-import { RowKind, RowStore, keyHash } from './windows';
+import { EMPTY_HASH, RowKind, RowStore, rowHash, strHash } from './windows';
 import { ProtoWriter } from './wire';
 
 /** Numeric L4FlowLog fields held in a slot, in proto order. LG indexes this list. */
@@ -93,11 +93,10 @@ export class FlowTable {
   flowId = new Float64Array(0);
   readonly ip0: string[] = [];
   readonly ip1: string[] = [];
-  /** Metric row keys: client side, server side, edge. */
-  readonly keyC: string[] = [];
-  readonly keyS: string[] = [];
-  readonly keyE: string[] = [];
-  /** keyHash of each key. */
+  /** strHash of ip0 and ip1 (application rows hash with them). */
+  hashIp0 = new Int32Array(0);
+  hashIp1 = new Int32Array(0);
+  /** rowHash of the flow's network rows: client side, server side, edge. */
   hashC = new Int32Array(0);
   hashS = new Int32Array(0);
   hashE = new Int32Array(0);
@@ -108,7 +107,7 @@ export class FlowTable {
   ipBytes = new Uint8Array(0);
 
   // The flow's network rows in the window it last touched, per granularity g at slot * 2 + g:
-  // that window's start (NaN: none) and the client, server and edge row numbers. Saves the key
+  // that window's start (NaN: none) and the client, server and edge row numbers. Saves the row
   // lookups for every later report, AppMeter and carry of the flow in the same window.
   rowStart = new Float64Array(0);
   rowC = new Int32Array(0);
@@ -158,7 +157,7 @@ export class FlowTable {
     return this.slots.size;
   }
 
-  /** The slot of the flow of `r`, taken (addresses formatted, row keys built) if the flow is new. */
+  /** The slot of the flow of `r`, taken (addresses formatted, row hashes made) if the flow is new. */
   slotOf(r: FlowRecord): number {
     let s = this.slots.get(r.flow_id);
     if (s !== undefined) return s;
@@ -171,10 +170,11 @@ export class FlowTable {
     const ip0 = this.ipStrings.format(r.ips, 0), ip1 = this.ipStrings.format(r.ips, 16);
     const port = r.server_port, proto = r.protocol;
     this.ip0[s] = ip0; this.ip1[s] = ip1; this.port[s] = port; this.proto[s] = proto;
-    const keyC = `c|${ip0}|${port}|${proto}`, keyS = `s|${ip1}|${port}|${proto}`, keyE = `e|${ip0}|${ip1}|${port}|${proto}`;
-    this.keyC[s] = keyC; this.hashC[s] = keyHash(keyC);
-    this.keyS[s] = keyS; this.hashS[s] = keyHash(keyS);
-    this.keyE[s] = keyE; this.hashE[s] = keyHash(keyE);
+    const h0 = strHash(ip0), h1 = strHash(ip1), none = EMPTY_HASH;
+    this.hashIp0[s] = h0; this.hashIp1[s] = h1;
+    this.hashC[s] = rowHash(RowKind.NetClient, h0, none, port, proto, none, none);
+    this.hashS[s] = rowHash(RowKind.NetServer, h1, none, port, proto, none, none);
+    this.hashE[s] = rowHash(RowKind.NetEdge, h0, h1, port, proto, none, none);
     return s;
   }
 
@@ -202,9 +202,9 @@ export class FlowTable {
       return;
     }
     const ip0 = this.ip0[s], ip1 = this.ip1[s], port = this.port[s], proto = this.proto[s];
-    this.outC = this.rowC[i] = rows.row(this.keyC[s], this.hashC[s], RowKind.NetClient, ip0, '', port, proto, '', '');
-    this.outS = this.rowS[i] = rows.row(this.keyS[s], this.hashS[s], RowKind.NetServer, ip1, '', port, proto, '', '');
-    this.outE = this.rowE[i] = rows.row(this.keyE[s], this.hashE[s], RowKind.NetEdge, ip0, ip1, port, proto, '', '');
+    this.outC = this.rowC[i] = rows.row(this.hashC[s], RowKind.NetClient, ip0, '', port, proto, '', '');
+    this.outS = this.rowS[i] = rows.row(this.hashS[s], RowKind.NetServer, ip1, '', port, proto, '', '');
+    this.outE = this.rowE[i] = rows.row(this.hashE[s], RowKind.NetEdge, ip0, ip1, port, proto, '', '');
     this.rowStart[i] = rows.start;
   }
 
@@ -212,7 +212,7 @@ export class FlowTable {
   release(s: number): void {
     if (this.inAggr[s] || this.inCarry[s * 2] || this.inCarry[s * 2 + 1]) return;
     this.slots.delete(this.flowId[s]);
-    this.ip0[s] = ''; this.ip1[s] = ''; this.keyC[s] = ''; this.keyS[s] = ''; this.keyE[s] = '';
+    this.ip0[s] = ''; this.ip1[s] = '';
     this.l7[s] = ''; this.closeType[s] = '';
     this.free.push(s);
   }
@@ -396,6 +396,7 @@ export class FlowTable {
     const i32x = (a: Int32Array, k: number) => { const b = new Int32Array(cap * k); b.set(a); return b; };
     this.flowId = f64(this.flowId); this.port = f64(this.port); this.proto = f64(this.proto);
     this.ipBytes = u8(this.ipBytes, 32);
+    this.hashIp0 = i32(this.hashIp0); this.hashIp1 = i32(this.hashIp1);
     this.hashC = i32(this.hashC); this.hashS = i32(this.hashS); this.hashE = i32(this.hashE);
     this.rowStart = f64(this.rowStart, 2); this.rowC = i32x(this.rowC, 2); this.rowS = i32x(this.rowS, 2); this.rowE = i32x(this.rowE, 2);
     this.inAggr = u8(this.inAggr); this.minute = f64(this.minute); this.lastSec = f64(this.lastSec);

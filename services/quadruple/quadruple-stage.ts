@@ -28,7 +28,7 @@ import { FlowTable, IpStrings, LogOutput } from './flow-aggr';
 import {
   AM, AppRecord, FLOW_METER_FIELDS, FM, FlowRecord, addAppToFlowMeter, addAppToMeter, addFlowToMeter, appMeterObject, flowMeterObject,
 } from './meters';
-import { ROW_TABLES, RowKind, RowStore, Windows, keyHash } from './windows';
+import { EMPTY_HASH, ROW_TABLES, RowKind, RowStore, Windows, rowHash, strHash } from './windows';
 import { BatchWriter, ProtoReader, ProtoWriter, StringCache, decodeAppMeterBatch, decodeFlowBatch } from './wire';
 
 export interface QuadrupleConfig {
@@ -320,53 +320,49 @@ export class QuadrupleStage implements LogOutput {
     if (!rows1s) this.drops.late_app_1s++;
     if (!rows1m) this.drops.late_app_1m++;
     if (!rows1s && !rows1m) return;
-    const port = a.server_port, proto = a.protocol, l7 = a.l7_protocol, ep = a.endpoint;
-    const keys = this.appKeys, t = this.table;
+    const port = a.server_port, proto = a.protocol, t = this.table;
     // The flow's slot (usually still held: its carry outlives its reports) has the addresses
-    // formatted, the network row keys made and, often, its rows in this window found.
+    // formatted and hashed, the network row hashes made and, often, its rows in this window found.
     let s = t.find(a.flow_id);
     if (s >= 0 && !t.sameEndpoints(s, a.ips, port, proto)) s = -1;
-    let ip0: string, ip1: string;
+    let ip0: string, ip1: string, h0: number, h1: number;
+    const hashes = this.appHashes;
     if (s >= 0) {
-      ip0 = t.ip0[s]; ip1 = t.ip1[s];
-      keys[0] = `a${t.keyC[s]}|${l7}|${ep}`;
-      keys[1] = `a${t.keyS[s]}|${l7}|${ep}`;
-      keys[2] = `a${t.keyE[s]}|${l7}|${ep}`;
+      ip0 = t.ip0[s]; ip1 = t.ip1[s]; h0 = t.hashIp0[s]; h1 = t.hashIp1[s];
     } else {
       ip0 = this.ipStrings.format(a.ips, 0); ip1 = this.ipStrings.format(a.ips, 16);
-      keys[0] = `ac|${ip0}|${port}|${proto}|${l7}|${ep}`;
-      keys[1] = `as|${ip1}|${port}|${proto}|${l7}|${ep}`;
-      keys[2] = `ae|${ip0}|${ip1}|${port}|${proto}|${l7}|${ep}`;
-      keys[3] = `c|${ip0}|${port}|${proto}`;
-      keys[4] = `s|${ip1}|${port}|${proto}`;
-      keys[5] = `e|${ip0}|${ip1}|${port}|${proto}`;
+      h0 = strHash(ip0); h1 = strHash(ip1);
+      hashes[3] = rowHash(RowKind.NetClient, h0, EMPTY_HASH, port, proto, EMPTY_HASH, EMPTY_HASH);
+      hashes[4] = rowHash(RowKind.NetServer, h1, EMPTY_HASH, port, proto, EMPTY_HASH, EMPTY_HASH);
+      hashes[5] = rowHash(RowKind.NetEdge, h0, h1, port, proto, EMPTY_HASH, EMPTY_HASH);
     }
-    const hashes = this.appHashes;
-    for (let k = 0; k < (s >= 0 ? 3 : 6); k++) hashes[k] = keyHash(keys[k]);
+    const hL7 = strHash(a.l7_protocol), hEp = strHash(a.endpoint);
+    hashes[0] = rowHash(RowKind.AppClient, h0, EMPTY_HASH, port, proto, hL7, hEp);
+    hashes[1] = rowHash(RowKind.AppServer, h1, EMPTY_HASH, port, proto, hL7, hEp);
+    hashes[2] = rowHash(RowKind.AppEdge, h0, h1, port, proto, hL7, hEp);
     if (rows1s) this.addAppRows(rows1s, 0, s, a, ip0, ip1);
     if (rows1m) this.addAppRows(rows1m, 1, s, a, ip0, ip1);
   }
 
-  /** Row keys of the AppMeter being added: application client, server, edge; network client, server, edge. */
-  private readonly appKeys: string[] = ['', '', '', '', '', ''];
+  /** rowHash of the AppMeter being added's rows: application client, server, edge; network client, server, edge (no flow slot). */
   private readonly appHashes = new Int32Array(6);
   private readonly ipStrings = new IpStrings();
 
   /** Adds AppMeter `a` to its application rows and to the network rows of the same endpoints (flow slot `s`, or -1). */
   private addAppRows(rows: RowStore, g: number, s: number, a: AppRecord, ip0: string, ip1: string): void {
-    const k = this.appKeys, h = this.appHashes, port = a.server_port, proto = a.protocol, l7 = a.l7_protocol, ep = a.endpoint;
-    const ac = rows.row(k[0], h[0], RowKind.AppClient, ip0, '', port, proto, l7, ep) * AM.SIZE;
-    const as = rows.row(k[1], h[1], RowKind.AppServer, ip1, '', port, proto, l7, ep) * AM.SIZE;
-    const ae = rows.row(k[2], h[2], RowKind.AppEdge, ip0, ip1, port, proto, l7, ep) * AM.SIZE;
+    const h = this.appHashes, port = a.server_port, proto = a.protocol, l7 = a.l7_protocol, ep = a.endpoint;
+    const ac = rows.row(h[0], RowKind.AppClient, ip0, '', port, proto, l7, ep) * AM.SIZE;
+    const as = rows.row(h[1], RowKind.AppServer, ip1, '', port, proto, l7, ep) * AM.SIZE;
+    const ae = rows.row(h[2], RowKind.AppEdge, ip0, ip1, port, proto, l7, ep) * AM.SIZE;
     let c: number, sv: number, e: number;
     if (s >= 0) {
       const t = this.table;
       t.networkRows(s, g, rows);
       c = t.outC * FM.SIZE; sv = t.outS * FM.SIZE; e = t.outE * FM.SIZE;
     } else {
-      c = rows.row(k[3], h[3], RowKind.NetClient, ip0, '', port, proto, '', '') * FM.SIZE;
-      sv = rows.row(k[4], h[4], RowKind.NetServer, ip1, '', port, proto, '', '') * FM.SIZE;
-      e = rows.row(k[5], h[5], RowKind.NetEdge, ip0, ip1, port, proto, '', '') * FM.SIZE;
+      c = rows.row(h[3], RowKind.NetClient, ip0, '', port, proto, '', '') * FM.SIZE;
+      sv = rows.row(h[4], RowKind.NetServer, ip1, '', port, proto, '', '') * FM.SIZE;
+      e = rows.row(h[5], RowKind.NetEdge, ip0, ip1, port, proto, '', '') * FM.SIZE;
     }
     addAppToMeter(rows.app, ac, a);
     addAppToMeter(rows.app, as, a);

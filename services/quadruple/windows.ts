@@ -3,7 +3,7 @@
 // closed is refused (the caller counts it). Windows close in time order, so state carried from
 // one window to the next (concurrent connections) is applied in order.
 //
-// A window's rows live in a RowStore: typed-array meter slots and a key -> slot map. Stores are
+// A window's rows live in a RowStore: typed-array meter slots and a tags -> row index. Stores are
 // reused once a closed window has been written out, so steady state allocates no rows.
 import { AM, FM } from './meters';
 
@@ -31,11 +31,10 @@ export class RowStore {
   readonly endpoint: string[] = [];
   flow: Float64Array;
   app: Float64Array;
-  // Key -> row: open addressing (linear probing) over row + 1 (0: empty), with each row's key
-  // and keyHash (see keyHash) kept by row. Probes compare the hashes in a typed array and touch
-  // a key string only on a hash match: far fewer cache misses than a Map of string keys.
-  private readonly keys: string[] = [];
-  private keyHashes: Int32Array;
+  // Tags -> row: open addressing (linear probing), each entry a pair (row + 1 (0: empty), the
+  // row's rowHash). A row is identified by its tags themselves (no key string to build per
+  // record); probes compare the hash held next to the row number (one cache line) and touch the
+  // tags only on a hash match.
   private index: Int32Array;
   private capacity: number;
 
@@ -46,22 +45,23 @@ export class RowStore {
     this.proto = new Float64Array(capacity);
     this.flow = new Float64Array(capacity * FM.SIZE);
     this.app = new Float64Array(capacity * AM.SIZE);
-    this.keyHashes = new Int32Array(capacity);
-    this.index = new Int32Array(capacity * 2);
+    this.index = new Int32Array(capacity * 4);
   }
 
-  /** The row of `key` (whose keyHash is `hash`), created (zeroed meters) with these tags if new. */
-  row(key: string, hash: number, kind: RowKind, ipA: string, ipB: string, port: number, proto: number, l7: string, endpoint: string): number {
-    const index = this.index, mask = index.length - 1;
+  /** The row with these tags (whose rowHash is `hash`), created (zeroed meters) if new. */
+  row(hash: number, kind: RowKind, ipA: string, ipB: string, port: number, proto: number, l7: string, endpoint: string): number {
+    const index = this.index, mask = (index.length >> 1) - 1;
     let i = hash & mask;
-    for (let e = index[i]; e !== 0; e = index[i]) {
-      if (this.keyHashes[e - 1] === hash && this.keys[e - 1] === key) return e - 1;
+    for (let e = index[i << 1]; e !== 0; e = index[i << 1]) {
+      const r = e - 1;
+      if (index[(i << 1) + 1] === hash && this.kind[r] === kind && this.port[r] === port && this.proto[r] === proto
+        && this.ipA[r] === ipA && this.ipB[r] === ipB && this.l7[r] === l7 && this.endpoint[r] === endpoint) return r;
       i = (i + 1) & mask;
     }
     const r = this.count++;
-    if (r === this.capacity) { this.grow(); return this.add(r, key, hash, kind, ipA, ipB, port, proto, l7, endpoint); }
-    index[i] = r + 1;
-    return this.set(r, key, hash, kind, ipA, ipB, port, proto, l7, endpoint);
+    if (r === this.capacity) { this.grow(); return this.add(r, hash, kind, ipA, ipB, port, proto, l7, endpoint); }
+    index[i << 1] = r + 1; index[(i << 1) + 1] = hash;
+    return this.set(r, kind, ipA, ipB, port, proto, l7, endpoint);
   }
 
   /** Forgets every row (meters zeroed, arrays kept for the next window). */
@@ -72,20 +72,19 @@ export class RowStore {
     this.count = 0;
     this.start = NaN;
     // Drop string references so a long-quiet store holds no old addresses.
-    this.keys.length = 0; this.ipA.length = 0; this.ipB.length = 0; this.l7.length = 0; this.endpoint.length = 0;
+    this.ipA.length = 0; this.ipB.length = 0; this.l7.length = 0; this.endpoint.length = 0;
   }
 
   /** Inserts row `r` after a grow (the probe sequence changed). */
-  private add(r: number, key: string, hash: number, kind: RowKind, ipA: string, ipB: string, port: number, proto: number, l7: string, endpoint: string): number {
-    const index = this.index, mask = index.length - 1;
+  private add(r: number, hash: number, kind: RowKind, ipA: string, ipB: string, port: number, proto: number, l7: string, endpoint: string): number {
+    const index = this.index, mask = (index.length >> 1) - 1;
     let i = hash & mask;
-    while (index[i] !== 0) i = (i + 1) & mask;
-    index[i] = r + 1;
-    return this.set(r, key, hash, kind, ipA, ipB, port, proto, l7, endpoint);
+    while (index[i << 1] !== 0) i = (i + 1) & mask;
+    index[i << 1] = r + 1; index[(i << 1) + 1] = hash;
+    return this.set(r, kind, ipA, ipB, port, proto, l7, endpoint);
   }
 
-  private set(r: number, key: string, hash: number, kind: RowKind, ipA: string, ipB: string, port: number, proto: number, l7: string, endpoint: string): number {
-    this.keys[r] = key; this.keyHashes[r] = hash;
+  private set(r: number, kind: RowKind, ipA: string, ipB: string, port: number, proto: number, l7: string, endpoint: string): number {
     this.kind[r] = kind; this.port[r] = port; this.proto[r] = proto;
     this.ipA[r] = ipA; this.ipB[r] = ipB; this.l7[r] = l7; this.endpoint[r] = endpoint;
     return r;
@@ -98,23 +97,44 @@ export class RowStore {
     const proto = new Float64Array(cap); proto.set(this.proto); this.proto = proto;
     const flow = new Float64Array(cap * FM.SIZE); flow.set(this.flow); this.flow = flow;
     const app = new Float64Array(cap * AM.SIZE); app.set(this.app); this.app = app;
-    const hashes = new Int32Array(cap); hashes.set(this.keyHashes); this.keyHashes = hashes;
-    // The index stays at most half full.
-    const index = new Int32Array(cap * 2), mask = index.length - 1;
-    for (let r = 0; r < this.capacity; r++) {
-      let i = hashes[r] & mask;
-      while (index[i] !== 0) i = (i + 1) & mask;
-      index[i] = r + 1;
+    // The index stays at most half full; entries move over with their hashes.
+    const old = this.index, index = new Int32Array(cap * 4), mask = cap * 2 - 1;
+    for (let k = 0; k < old.length; k += 2) {
+      if (old[k] === 0) continue;
+      const hash = old[k + 1];
+      let i = hash & mask;
+      while (index[i << 1] !== 0) i = (i + 1) & mask;
+      index[i << 1] = old[k]; index[(i << 1) + 1] = hash;
     }
     this.index = index;
     this.capacity = cap;
   }
 }
 
-/** The hash RowStore.row wants with a key (FNV-1a over the UTF-16 units, then mixed). */
-export function keyHash(key: string): number {
+/** A string's hash, an input of rowHash (FNV-1a over the UTF-16 units; rowHash mixes it). */
+export function strHash(str: string): number {
   let h = 0x811c9dc5;
-  for (let i = 0; i < key.length; i++) h = Math.imul(h ^ key.charCodeAt(i), 16777619);
+  for (let i = 0; i < str.length; i++) h = Math.imul(h ^ str.charCodeAt(i), 16777619);
+  return h;
+}
+
+/** strHash of '' (the tags a row kind does not have). */
+export const EMPTY_HASH = strHash('');
+
+/** Folds one 32-bit value into a running hash (the MurmurHash3 block step). */
+function mixIn(h: number, v: number): number {
+  v = Math.imul(v, 0xcc9e2d51); v = (v << 15) | (v >>> 17); v = Math.imul(v, 0x1b873593);
+  h ^= v; h = (h << 13) | (h >>> 19);
+  return (Math.imul(h, 5) + 0xe6546b64) | 0;
+}
+
+/**
+ * The hash RowStore.row wants with a row's tags; the strings come as their strHash (callers
+ * keep those per flow or per address, so a record hashes no string it has hashed before).
+ */
+export function rowHash(kind: RowKind, ipA: number, ipB: number, port: number, proto: number, l7: number, endpoint: number): number {
+  let h = mixIn(kind, ipA);
+  h = mixIn(h, ipB); h = mixIn(h, port | 0); h = mixIn(h, proto | 0); h = mixIn(h, l7); h = mixIn(h, endpoint);
   h ^= h >>> 16; h = Math.imul(h, 0x85ebca6b);
   h ^= h >>> 13; h = Math.imul(h, 0xc2b2ae35);
   return h ^ (h >>> 16);

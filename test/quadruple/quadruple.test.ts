@@ -159,6 +159,21 @@ test('AppMeters fill application and application_map rows keyed with l7_protocol
   t.is(h.rows('network.1m', (d) => d.side === 'server')[0].flow_meter!.l7_request, 3);
 });
 
+test('rows are told apart by every tag, even where the tags joined with "|" would read the same', (t) => {
+  const h = harness();
+  const meter = (l7: string, endpoint: string): flowtap.IAppMeter => ({
+    flow_id: nextId++, time: T, ip_version: 4, ip_0: ip('10.0.0.1'), ip_1: ip('10.0.0.2'), server_port: 80, protocol: 6,
+    l7_protocol: l7, endpoint, request: 1,
+  });
+  h.q.addAppMeters([meter('HTTP|x', '/a'), meter('HTTP', 'x|/a'), meter('HTTP', 'x|/a')]);
+  h.q.flush();
+  const rows = h.rows('application_map.1s').map((d) => [d.l7_protocol, d.endpoint, d.app_meter!.request]).sort();
+  t.deepEqual(rows, [['HTTP', 'x|/a', 2], ['HTTP|x', '/a', 1]]);
+  // AppMeters with no flow slot land on the same network row, found by its tags.
+  t.is(h.rows('network_map.1s').length, 1);
+  t.is(h.rows('network_map.1s')[0].flow_meter!.l7_request, 3);
+});
+
 test('bad records are counted, not thrown', (t) => {
   const h = harness();
   h.q.addFlows([{ flow_id: 1 }, flow(T, { ip_0: new Uint8Array(4) })]);
