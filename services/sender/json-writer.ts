@@ -9,6 +9,14 @@ export class JsonWriter {
   view: DataView;
   pos = 0;
   private start = 0;
+  /** lend() calls on the current chunk not yet given back. */
+  private lentFromCurrent = 0;
+  /** take() handed out text of the current chunk. */
+  private currentKept = false;
+  /** Chunks left behind with text still lent out, and how many lends are outstanding. */
+  private readonly retired = new Map<ArrayBufferLike, { chunk: Buffer; lent: number }>();
+  /** Chunks none of whose text is held any more, ready for reuse. */
+  private readonly spare: Buffer[] = [];
 
   constructor(private readonly chunkBytes = 4 << 20) {
     this.buf = Buffer.allocUnsafe(chunkBytes);
@@ -22,9 +30,39 @@ export class JsonWriter {
 
   /** The text written since the last take(); the caller may keep it. */
   take(): Buffer {
+    this.currentKept = true;
+    return this.cut();
+  }
+
+  /**
+   * Like take(), for a caller that calls giveBack() with the text once done with it (a file
+   * stream's write callback): a chunk whose text was all lent and given back is reused instead
+   * of a fresh 4 MB allocation, which spares the collector ~75 of them per 300 MB of lines.
+   */
+  lend(): Buffer {
+    this.lentFromCurrent++;
+    return this.cut();
+  }
+
+  giveBack(text: Buffer): void {
+    if (text.buffer === this.buf.buffer) {
+      this.lentFromCurrent--;
+      return;
+    }
+    const retired = this.retired.get(text.buffer);
+    if (!retired || --retired.lent > 0) return;
+    this.retired.delete(text.buffer);
+    this.keepSpare(retired.chunk);
+  }
+
+  private cut(): Buffer {
     const out = this.buf.subarray(this.start, this.pos);
     this.start = this.pos;
     return out;
+  }
+
+  private keepSpare(chunk: Buffer): void {
+    if (chunk.length === this.chunkBytes && this.spare.length < MAX_SPARE_CHUNKS) this.spare.push(chunk);
   }
 
   /** Makes room for n more bytes and returns the buffer to write them into, from `pos`. */
@@ -33,12 +71,21 @@ export class JsonWriter {
     return this.buf;
   }
 
-  /** Makes room for n more bytes: a fresh buffer when full (the old one may still be in a stream's queue). */
+  /** Makes room for n more bytes: when full, a spare chunk or a fresh one (the old one may still be in a stream's queue). */
   private ensure(n: number): void {
     if (this.pos + n <= this.buf.length) return;
     const pending = this.pos - this.start;
-    const next = Buffer.allocUnsafe(Math.max(this.chunkBytes, 2 * (pending + n)));
+    const size = Math.max(this.chunkBytes, 2 * (pending + n));
+    const next = size === this.chunkBytes && this.spare.length > 0 ? this.spare.pop()! : Buffer.allocUnsafe(size);
     this.buf.copy(next, 0, this.start, this.pos);
+    // Text lent from the chunk left behind is still queued: the chunk is reused once it is back.
+    // Text take() handed out may be held for ever: such a chunk is left to the GC.
+    if (!this.currentKept) {
+      if (this.lentFromCurrent > 0) this.retired.set(this.buf.buffer, { chunk: this.buf, lent: this.lentFromCurrent });
+      else this.keepSpare(this.buf);
+    }
+    this.lentFromCurrent = 0;
+    this.currentKept = false;
     this.buf = next;
     this.view = new DataView(next.buffer, next.byteOffset, next.length);
     this.start = 0;
@@ -103,6 +150,9 @@ export class JsonWriter {
     this.pos += this.buf.write(json, this.pos, 'utf8');
   }
 }
+
+/** Chunks kept for reuse; more are only needed while a slow disk queues text, and then go to the GC. */
+const MAX_SPARE_CHUNKS = 4;
 
 const TRUE = Buffer.from('true');
 const FALSE = Buffer.from('false');

@@ -38,7 +38,7 @@ export class JsonlSink implements Sink {
   private failure?: Error;
   private readonly rotateBytes: number;
   private readonly keepFiles: number;
-  /** Lines are printed here and handed to the file streams without a copy. */
+  /** Lines are printed here and lent to the file streams without a copy. */
   private readonly out = new JsonWriter();
 
   constructor(readonly dir: string, options: JsonlOptions | boolean = {}) {
@@ -82,7 +82,7 @@ export class JsonlSink implements Sink {
     if (batch.count === 0) return;
     this.written[batch.type] += batch.count;
     batch.writeJsonLines(this.out);
-    await this.append(batch.type, this.out.take());
+    await this.append(batch.type, this.out.lend());
   }
 
   async writeRows(type: RecordType, rows: ReadonlyArray<Record<string, unknown>>): Promise<void> {
@@ -106,7 +106,7 @@ export class JsonlSink implements Sink {
       this.out.text(JSON.stringify(row));
       this.out.byte(10);
     }
-    return this.out.take();
+    return this.out.lend();
   }
 
   private async append(type: FileKey, text: Buffer): Promise<void> {
@@ -116,7 +116,8 @@ export class JsonlSink implements Sink {
       file = this.files.get(type)!;
     }
     file.bytes += text.length;
-    if (!file.stream.write(text)) await new Promise<void>((resolve) => file.stream.once('drain', resolve));
+    // Once written, the text's chunk may be reused for later lines.
+    if (!file.stream.write(text, () => this.out.giveBack(text))) await new Promise<void>((resolve) => file.stream.once('drain', resolve));
   }
 
   async flush(): Promise<void> {

@@ -7,7 +7,7 @@ import { Kind } from '../../lib/transport';
 import type { RecordType } from './columns';
 import { CollectorSink } from './collector-sink';
 import { profileRows } from './records';
-import { SinkBatch } from './sink';
+import { DecodeScratch, SinkBatch } from './sink';
 import { SqliteSink } from './sqlite-sink';
 import { buildSinks } from './sinks';
 
@@ -23,6 +23,9 @@ void runService({
     const sinks = buildSinks(cfg, { truncate: ctx.replay, log });
     const first = sinks[0];
     const flowIds = new Set<number>();
+    // Every sink is done with a batch when write() resolves (none keeps it), and batches come
+    // one at a time: each is decoded into the columns of the one before.
+    const scratch = new DecodeScratch();
     // Records a sink threw on (e.g. jsonl on a full disk), by sink: reason <sink>_write_error.
     const sinkErrors = new Map<string, number>();
     ctx.metrics.trackDrops('', () => new Map([...sinkErrors].map(([name, n]) => [`${name}_write_error`, n])));
@@ -66,7 +69,7 @@ void runService({
         }
         const type = TYPE_OF_KIND.get(kind);
         if (!type) throw new Error(`sender does not take ${kindName(kind)}`);
-        const batch = SinkBatch.decode(type, body);
+        const batch = SinkBatch.decode(type, body, scratch);
         ctx.metrics.recordsIn.inc({ kind: kindName(kind) }, batch.count);
         if (ctx.replay) batch.addFlowIds(flowIds);
         for (const sink of sinks) {

@@ -82,21 +82,46 @@ export class WireLayout {
 export class WireTable {
   readonly numWidth: number;
   readonly strWidth: number;
-  /** Row r, number column c: num[r * numWidth + c]. */
-  readonly num: Float64Array;
+  /** Row r, number column c: num[r * numWidth + c] (the array may be longer than count rows). */
+  num: Float64Array;
   /** Row r, string column c: bytes [str[2 * (r * strWidth + c)], str[... + 1]) of the body. */
-  readonly str: Int32Array;
+  str: Int32Array;
   readonly children: WireTable[];
   private readonly hasNaNDefaults: boolean;
 
-  constructor(readonly layout: WireLayout, readonly count: number) {
+  constructor(readonly layout: WireLayout, public count: number) {
     this.numWidth = layout.numNames.length;
     this.strWidth = layout.strNames.length;
     this.num = new Float64Array(count * this.numWidth);
     this.str = new Int32Array(count * this.strWidth * 2);
     this.children = layout.children.map((child) => new WireTable(child, count));
     this.hasNaNDefaults = layout.numDefaults.some((d) => d !== 0);
-    if (this.hasNaNDefaults) for (let r = 0; r < count; r++) this.resetRow(r);
+    if (this.hasNaNDefaults) this.fillDefaults();
+  }
+
+  /**
+   * Empties the table for `count` new rows at their defaults, keeping its arrays when they are
+   * big enough: a stream of batches then allocates no columns after the first few.
+   */
+  refill(count: number): void {
+    this.count = count;
+    const numLength = count * this.numWidth;
+    const strLength = 2 * count * this.strWidth;
+    if (this.num.length < numLength) this.num = new Float64Array(numLength);
+    else this.num.fill(0, 0, numLength);
+    if (this.str.length < strLength) this.str = new Int32Array(strLength);
+    else this.str.fill(0, 0, strLength);
+    for (const child of this.children) child.refill(count);
+    if (this.hasNaNDefaults) this.fillDefaults();
+  }
+
+  private fillDefaults(): void {
+    const defaults = this.layout.numDefaults;
+    const num = this.num;
+    for (let r = 0; r < this.count; r++) {
+      const base = r * this.numWidth;
+      for (let c = 0; c < this.numWidth; c++) num[base + c] = defaults[c];
+    }
   }
 
   /** Puts row r back to the defaults (a message field seen twice: the last one replaces the first). */
@@ -223,7 +248,7 @@ function decodeMessage(table: WireTable, row: number, buf: Uint8Array, pos: numb
  * Decodes a batch message whose field 1 is the repeated record (`logs`, `documents`); other
  * fields are skipped. Throws WireFormatError on bytes that are not such a message.
  */
-export function decodeWireBatch(layout: WireLayout, body: Uint8Array): WireTable {
+export function decodeWireBatch(layout: WireLayout, body: Uint8Array, reuse?: WireTable): WireTable {
   const end = body.length;
   let count = 0;
   for (let pos = 0; pos < end;) {
@@ -234,7 +259,13 @@ export function decodeWireBatch(layout: WireLayout, body: Uint8Array): WireTable
     if (fieldNo === 1) count++;
     pos = skipField(body, pos, end, wireType);
   }
-  const table = new WireTable(layout, count);
+  let table: WireTable;
+  if (reuse && reuse.layout === layout) {
+    table = reuse;
+    table.refill(count);
+  } else {
+    table = new WireTable(layout, count);
+  }
   let row = 0;
   for (let pos = 0; pos < end;) {
     pos = readVarint(body, pos, end);

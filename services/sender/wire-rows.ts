@@ -141,9 +141,12 @@ function planOf(type: RecordType): TypePlan {
   return plan;
 }
 
-/** Decodes a batch message of `type` (L4LogBatch, L7LogBatch, DocumentBatch). Throws on a malformed body. */
-export function decodeRecordBatch(type: RecordType, body: Uint8Array): WireTable {
-  return decodeWireBatch(planOf(type).layout, body);
+/**
+ * Decodes a batch message of `type` (L4LogBatch, L7LogBatch, DocumentBatch). Throws on a
+ * malformed body. Given `reuse` (a table this returned before, done with), decodes into it.
+ */
+export function decodeRecordBatch(type: RecordType, body: Uint8Array, reuse?: WireTable): WireTable {
+  return decodeWireBatch(planOf(type).layout, body, reuse);
 }
 
 /** The table a key reads from: the record's or one of its child messages'. */

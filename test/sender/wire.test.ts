@@ -8,7 +8,7 @@ import protobuf from 'protobufjs/minimal';
 import { flowtap } from '../../lib/proto';
 import type { RecordType } from '../../services/sender/columns';
 import { JsonWriter, printNumber } from '../../services/sender/json-writer';
-import { SinkBatch } from '../../services/sender/sink';
+import { DecodeScratch, SinkBatch } from '../../services/sender/sink';
 import { WireFormatError } from '../../services/sender/wire-batch';
 import { corpusRecords, syntheticL7 } from './corpus-records';
 
@@ -164,4 +164,45 @@ test('malformed bytes are an error, never rows', (t) => {
     t.throws(() => SinkBatch.decode('l7', body), { instanceOf: WireFormatError }, name);
   }
   t.is(SinkBatch.decode('l7', new Uint8Array(0)).count, 0);
+});
+
+test('batches decoded into the columns of the one before print what fresh decodes print', (t) => {
+  const r = corpusRecords();
+  // Big, small, empty, big again, and each type in turn, so that a table is refilled with
+  // fewer rows than it holds (stale rows past the end) and with more (it grows).
+  const bodies: Array<[RecordType, Uint8Array]> = [];
+  for (const [type, records] of [['l4', r.l4], ['l7', [...r.l7, ...syntheticL7(40, 3)]], ['metrics', r.metrics]] as const) {
+    bodies.push([type, encode(type, records)], [type, encode(type, records.slice(0, 3))], [type, encode(type, [])],
+      [type, encode(type, records.slice(1))]);
+  }
+  const scratch = new DecodeScratch();
+  for (const [type, body] of [...bodies, ...bodies.reverse()]) {
+    const out = new JsonWriter();
+    SinkBatch.decode(type, Buffer.from(body), scratch).writeJsonLines(out);
+    t.is(out.take().toString('utf8'), referenceText(type, body), `${type} lines`);
+  }
+  t.is(scratch.tables.size, 3);
+});
+
+test('lent text keeps its bytes until given back; only then is its chunk reused', (t) => {
+  const out = new JsonWriter(64);
+  const held: Array<[Buffer, string]> = [];
+  // Fill several chunks; give back every lend of the first chunk, hold the rest.
+  for (let i = 0; i < 40; i++) {
+    out.text(JSON.stringify({ line: i, pad: 'x'.repeat(i % 7) }));
+    const text = out.lend();
+    held.push([text, text.toString('utf8')]);
+  }
+  const firstChunk = held[0][0].buffer;
+  for (const [text] of held.filter(([b]) => b.buffer === firstChunk)) out.giveBack(text);
+  const kept = held.filter(([b]) => b.buffer !== firstChunk);
+  // More text now reuses the first chunk, and must leave every held text as it was.
+  const taken: Array<[Buffer, string]> = [];
+  for (let i = 0; i < 40; i++) {
+    out.text(JSON.stringify({ again: i }));
+    const text = out.take();
+    taken.push([text, text.toString('utf8')]);
+  }
+  t.true(taken.some(([b]) => b.buffer === firstChunk), 'the given-back chunk is reused');
+  for (const [text, was] of [...kept, ...taken]) t.is(text.toString('utf8'), was);
 });
