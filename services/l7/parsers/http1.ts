@@ -124,14 +124,62 @@ function parseChunkSize(d: Buffer, a: number, b: number): number {
 
 const MODE_START = 0, MODE_CHUNK_SIZE = 1, MODE_TRAILER = 2;
 
-/** What one connection remembers between calls. */
+/** Pending request kinds held at most; more requests before an answer are not remembered. */
+const MAX_PENDING = 256;
+/** Pending kinds packed 2 bits each into `pendingBits` (oldest lowest); later ones go to an array. */
+const PACKED_PENDING = 15;
+
+/**
+ * What one connection remembers between calls. Scalars rather than arrays: one object per
+ * connection is all a flow costs here, however many connections come and go.
+ */
 export class Http1FlowState {
-  /** Per direction (0: client, 1: server): where in a message the stream is. */
-  readonly mode = [MODE_START, MODE_START];
-  /** Requests not answered yet: 1 = HEAD (response has no body), 2 = CONNECT, 0 = other. */
-  readonly pendingKinds: number[] = [];
+  /** Where in a message the client's (0) and the server's (1) stream is. */
+  mode0 = MODE_START;
+  mode1 = MODE_START;
+  /**
+   * Requests not answered yet, oldest first: 1 = HEAD (response has no body), 2 = CONNECT,
+   * 0 = other. The first PACKED_PENDING are in pendingBits, the rest in pendingMore.
+   */
+  pendingCount = 0;
+  pendingBits = 0;
+  pendingMore: number[] | null = null;
   /** After 101 Switching Protocols or a CONNECT tunnel the bytes are no longer HTTP. */
   upgraded = false;
+
+  modeOf(dir: number): number {
+    return dir === 0 ? this.mode0 : this.mode1;
+  }
+
+  setMode(dir: number, mode: number): void {
+    if (dir === 0) this.mode0 = mode; else this.mode1 = mode;
+  }
+
+  /** Remembers a request's kind (up to MAX_PENDING unanswered). */
+  pushPending(kind: number): void {
+    const n = this.pendingCount;
+    if (n >= MAX_PENDING) return;
+    if (n < PACKED_PENDING) this.pendingBits |= kind << (2 * n);
+    else (this.pendingMore ??= []).push(kind);
+    this.pendingCount = n + 1;
+  }
+
+  /** The oldest unanswered request's kind, forgotten; 0 when none is pending. */
+  shiftPending(): number {
+    if (this.pendingCount === 0) return 0;
+    const kind = this.pendingBits & 3;
+    this.pendingBits >>>= 2;
+    this.pendingCount--;
+    const more = this.pendingMore;
+    if (more !== null && more.length > 0) this.pendingBits |= more.shift()! << (2 * (PACKED_PENDING - 1));
+    return kind;
+  }
+
+  clearPending(): void {
+    this.pendingCount = 0;
+    this.pendingBits = 0;
+    if (this.pendingMore !== null) this.pendingMore.length = 0;
+  }
 }
 
 /** Header values picked out of one header block. */
@@ -172,15 +220,15 @@ export class Http1Parser implements L7Parser<Http1FlowState> {
   }
 
   resync(state: Http1FlowState, fromClient: boolean): void {
-    state.mode[fromClient ? 0 : 1] = MODE_START;
+    state.setMode(fromClient ? 0 : 1, MODE_START);
     // After a gap the request/response order is unknown; answers are paired by the stage's queue.
-    if (!fromClient) state.pendingKinds.length = 0;
+    if (!fromClient) state.clearPending();
   }
 
   parse(d: Buffer, start: number, end: number, ctx: ParseContext, st: Http1FlowState, emit: Emit): number {
     if (st.upgraded) return Infinity;
     const dir = ctx.fromClient ? 0 : 1;
-    switch (st.mode[dir]) {
+    switch (st.modeOf(dir)) {
       case MODE_CHUNK_SIZE: return this.chunkLine(d, start, end, ctx, st, dir);
       case MODE_TRAILER: return this.trailerLine(d, start, end, ctx, st, dir);
       // Which side is the client is the flow stage's guess (a capture may start mid-connection):
@@ -197,7 +245,7 @@ export class Http1Parser implements L7Parser<Http1FlowState> {
     const size = parseChunkSize(d, start, lf);
     if (size < 0) return PARSE_INVALID;
     if (size === 0) {
-      st.mode[dir] = MODE_TRAILER;
+      st.setMode(dir, MODE_TRAILER);
       return lf + 1 - start;
     }
     // The chunk's data and its CRLF follow; the next unit is the next chunk-size line.
@@ -207,7 +255,7 @@ export class Http1Parser implements L7Parser<Http1FlowState> {
   private trailerLine(d: Buffer, start: number, end: number, ctx: ParseContext, st: Http1FlowState, dir: number): number {
     const lf = lineEnd(d, start, end);
     if (lf < 0) return ctx.truncated || end - start > 4096 ? PARSE_LOST : PARSE_NEED_MORE;
-    if (lf === start || (lf === start + 1 && d[start] === CR)) st.mode[dir] = MODE_START;
+    if (lf === start || (lf === start + 1 && d[start] === CR)) st.setMode(dir, MODE_START);
     return lf + 1 - start;
   }
 
@@ -289,11 +337,11 @@ export class Http1Parser implements L7Parser<Http1FlowState> {
     msg.length = h.contentLength > 0 ? h.contentLength : 0;
     msg.traceId = h.traceId; msg.spanId = h.spanId; msg.xRequestId = h.xRequestId;
     const kind = mlen === 4 && d[start] === 72 ? 1 : mlen === 7 && d[start] === 67 && d[start + 1] === 79 ? 2 : 0;
-    if (st.pendingKinds.length < 256) st.pendingKinds.push(kind);
+    st.pushPending(kind);
     emit(msg);
     if (outcome === PARSE_LOST) return PARSE_LOST;
     if (h.chunked) {
-      st.mode[0] = MODE_CHUNK_SIZE;
+      st.mode0 = MODE_CHUNK_SIZE;
       return h.end - start;
     }
     return h.end - start + (h.contentLength > 0 ? h.contentLength : 0);
@@ -324,7 +372,7 @@ export class Http1Parser implements L7Parser<Http1FlowState> {
     }
     msg.length = h.contentLength > 0 ? h.contentLength : 0;
     msg.traceId = h.traceId; msg.spanId = h.spanId; msg.xRequestId = h.xRequestId;
-    const reqKind = st.pendingKinds.length > 0 ? st.pendingKinds.shift()! : 0;
+    const reqKind = st.shiftPending();
     emit(msg);
     if (outcome === PARSE_LOST) return PARSE_LOST;
     if (code === 101 || (reqKind === 2 && code >= 200 && code < 300)) {
@@ -334,7 +382,7 @@ export class Http1Parser implements L7Parser<Http1FlowState> {
     // RFC 9112 6.3: no body after HEAD, 1xx, 204 and 304, whatever the headers say.
     if (reqKind === 1 || code === 204 || code === 304) return h.end - start;
     if (h.chunked) {
-      st.mode[1] = MODE_CHUNK_SIZE;
+      st.mode1 = MODE_CHUNK_SIZE;
       return h.end - start;
     }
     if (h.contentLength >= 0) return h.end - start + h.contentLength;
