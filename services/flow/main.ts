@@ -61,7 +61,6 @@ void runService({
       flowEncoder.add(f);
       flows.cutIfFull();
       if (f.is_closed) {
-        inference.forget(f.flow_id);
         // Behind the flow's last payloads: l7 can end its sessions instead of waiting them out.
         payloadEncoder.addFlowClosed(f.flow_id, f.end_time);
         payloads.cutIfFull();
@@ -73,7 +72,8 @@ void runService({
     };
     const map: FlowMap = new FlowMap(
       { onFlowReport, onPayloadReport },
-      (flowId, payload, fromClient, protocol, serverPort): string => inference.infer(flowId, payload, fromClient, protocol, serverPort, map.nowUs),
+      // The flow map keeps each flow's protocol and tries in its slots: inference needs no flow table.
+      (_flowId, payload, fromClient, protocol, serverPort): string => inference.inferPayload(payload, fromClient, protocol, serverPort, map.nowUs),
       {
         maxFlows: cfg.max_flows,
         serverPorts: new Set(cfg.server_ports),
@@ -92,14 +92,10 @@ void runService({
       },
     );
     ctx.metrics.trackDrops('flow_', () => map.drops);
-    ctx.metrics.trackDrops('inference_', () => ({
-      flow_evicted: inference.counters.flow_evicted,
-      server_evicted: inference.counters.server_evicted,
-    }));
+    ctx.metrics.trackDrops('inference_', () => ({ server_evicted: inference.counters.server_evicted }));
     ctx.metrics.trackSize('flows_open', () => map.flowsOpen);
     ctx.metrics.trackSize('flow_reports_queued', () => flows.size);
     ctx.metrics.trackSize('app_payloads_queued', () => payloads.size);
-    ctx.metrics.trackSize('inference_flows', () => inference.flowCount);
 
     // Downstream time moves in whole seconds of packet time: every report of a second is sent
     // before the tick that tells l7 and quadruple the second is over.

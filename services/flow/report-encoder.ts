@@ -51,12 +51,14 @@ export class BatchEncoder {
 
   protected varint32(v: number): void {
     const buf = this.buf;
+    let p = this.pos;
     v >>>= 0;
     while (v > 127) {
-      buf[this.pos++] = (v & 127) | 128;
+      buf[p++] = (v & 127) | 128;
       v >>>= 7;
     }
-    buf[this.pos++] = v;
+    buf[p++] = v;
+    this.pos = p;
   }
 
   /** A uint32 field (value >>> 0, as protobufjs), left out when 0. */
@@ -68,34 +70,38 @@ export class BatchEncoder {
 
   /** A uint64 field from a number, as protobufjs's LongBits.fromNumber (negative: two's complement), left out when 0. */
   protected u64Field(tag: number, v: number): void {
-    let lo: number, hi: number;
-    if (v >= 0 && v < TWO_32 && v === Math.floor(v)) {
-      if (v === 0) return;
-      lo = v; hi = 0;
-    } else {
-      const negative = v < 0;
-      if (negative) v = -v;
-      lo = v >>> 0;
-      hi = ((v - lo) / TWO_32) >>> 0;
-      if (negative) {
-        hi = ~hi >>> 0;
-        lo = ~lo >>> 0;
-        if (++lo > 0xffffffff) { lo = 0; if (++hi > 0xffffffff) hi = 0; }
-      }
-      if (lo === 0 && hi === 0) return;
+    if (v === 0) return;
+    if (v > 0 && v < TWO_32 && v === Math.floor(v)) {
+      // The common case (counters, µs durations, ids): one 32-bit varint.
+      this.varint32(tag);
+      this.varint32(v);
+      return;
     }
+    // Fractions, negatives, 2^32 and up, NaN: protobufjs's conversion, byte for byte.
+    const negative = v < 0;
+    if (negative) v = -v;
+    let lo = v >>> 0;
+    let hi = ((v - lo) / TWO_32) >>> 0;
+    if (negative) {
+      hi = ~hi >>> 0;
+      lo = ~lo >>> 0;
+      if (++lo > 0xffffffff) { lo = 0; if (++hi > 0xffffffff) hi = 0; }
+    }
+    if (lo === 0 && hi === 0) return;
     this.varint32(tag);
     const buf = this.buf;
+    let p = this.pos;
     while (hi) {
-      buf[this.pos++] = (lo & 127) | 128;
+      buf[p++] = (lo & 127) | 128;
       lo = ((lo >>> 7) | (hi << 25)) >>> 0;
       hi >>>= 7;
     }
     while (lo > 127) {
-      buf[this.pos++] = (lo & 127) | 128;
+      buf[p++] = (lo & 127) | 128;
       lo >>>= 7;
     }
-    buf[this.pos++] = lo;
+    buf[p++] = lo;
+    this.pos = p;
   }
 
   protected boolField(tag: number, v: boolean): void {
@@ -121,6 +127,16 @@ export class BatchEncoder {
       buf.set(src.subarray(offset, offset + len), this.pos);
     }
     this.pos += len;
+  }
+
+  /** A 16-byte address field (the caller has ensured room): no length checks, no copy call. */
+  protected addressField(tag: number, src: Uint8Array, offset: number): void {
+    const buf = this.buf;
+    let p = this.pos;
+    buf[p++] = tag;
+    buf[p++] = 16;
+    for (let k = offset, end = offset + 16; k < end; k++) buf[p++] = src[k];
+    this.pos = p;
   }
 
   /** A string field, left out when empty (the few distinct strings are encoded once each). */
@@ -172,8 +188,8 @@ export class FlowBatchEncoder extends BatchEncoder {
     this.u64Field(tagOf(3, WIRE_VARINT), r.end_time);
     this.u64Field(tagOf(4, WIRE_VARINT), r.report_time);
     this.u32Field(tagOf(5, WIRE_VARINT), r.ip_version);
-    this.bytesField(tagOf(6, WIRE_BYTES), r.ipBytes, r.ipOffset, 16);
-    this.bytesField(tagOf(7, WIRE_BYTES), r.ipBytes, r.ipOffset + 16, 16);
+    this.addressField(tagOf(6, WIRE_BYTES), r.ipBytes, r.ipOffset);
+    this.addressField(tagOf(7, WIRE_BYTES), r.ipBytes, r.ipOffset + 16);
     this.u32Field(tagOf(8, WIRE_VARINT), r.client_port);
     this.u32Field(tagOf(9, WIRE_VARINT), r.server_port);
     this.u32Field(tagOf(10, WIRE_VARINT), r.protocol);
@@ -235,8 +251,8 @@ export class AppPayloadBatchEncoder extends BatchEncoder {
     this.u64Field(tagOf(1, WIRE_VARINT), p.flow_id);
     this.u64Field(tagOf(2, WIRE_VARINT), p.timestamp_us);
     this.u32Field(tagOf(3, WIRE_VARINT), p.ip_version);
-    this.bytesField(tagOf(4, WIRE_BYTES), p.ipBytes, p.ipOffset, 16);
-    this.bytesField(tagOf(5, WIRE_BYTES), p.ipBytes, p.ipOffset + 16, 16);
+    this.addressField(tagOf(4, WIRE_BYTES), p.ipBytes, p.ipOffset);
+    this.addressField(tagOf(5, WIRE_BYTES), p.ipBytes, p.ipOffset + 16);
     this.u32Field(tagOf(6, WIRE_VARINT), p.client_port);
     this.u32Field(tagOf(7, WIRE_VARINT), p.server_port);
     this.u32Field(tagOf(8, WIRE_VARINT), p.protocol);

@@ -8,11 +8,13 @@
 const PROBE = 8;
 // Words 0..3: the address.
 const W_KEY = 4;             // port | protocol << 16 | USED
-const W_FLAGS = 5;           // SERVER_SYNACK | SERVER_L7
-const W_FLOWS = 6;           // flows seen with this endpoint (saturating)
-const STRIDE = 7;
+// Evidence flags << FLAGS_SHIFT | flows seen with this endpoint (saturating at MAX_FLOWS): read as
+// one number it is the entry's strength, flags first, so eviction compares a single word.
+const W_EVIDENCE = 5;
+const STRIDE = 6;
 const USED = 1 << 24;
-const MAX_FLOWS = 0xfffff;
+const FLAGS_SHIFT = 20;
+const MAX_FLOWS = (1 << FLAGS_SHIFT) - 1;
 const ANY_ADDRESS = new Uint32Array(4);
 
 /** The endpoint sent a SYN-ACK. */
@@ -36,7 +38,7 @@ export class ServiceTable {
   private readonly w: Uint32Array;
   private readonly mask: number;
 
-  /** `capacity` is rounded up to a power of two (7 words, 28 bytes each). */
+  /** `capacity` is rounded up to a power of two (6 words, 24 bytes each). */
   constructor(capacity = 65536) {
     let size = 16;
     while (size < capacity) size *= 2;
@@ -47,29 +49,30 @@ export class ServiceTable {
   /** Records server evidence (SERVER_SYNACK, SERVER_L7) for the endpoint at ip[o..o+3]:port. */
   markServer(ip: Uint32Array, o: number, port: number, protocol: number, evidence: number): void {
     const e = this.entry(ip, o, port, protocol, true);
-    this.w[e + W_FLAGS] |= evidence;
+    this.w[e + W_EVIDENCE] |= evidence << FLAGS_SHIFT;
   }
 
   /** Counts one more flow for the endpoint, and for its port on any address. */
   countFlow(ip: Uint32Array, o: number, port: number, protocol: number): void {
     const e = this.entry(ip, o, port, protocol, true);
-    if (this.w[e + W_FLOWS] < MAX_FLOWS) this.w[e + W_FLOWS]++;
+    if ((this.w[e + W_EVIDENCE] & MAX_FLOWS) < MAX_FLOWS) this.w[e + W_EVIDENCE]++;
     const p = this.entry(ANY_ADDRESS, 0, port, protocol, true);
-    if (this.w[p + W_FLOWS] < MAX_FLOWS) this.w[p + W_FLOWS]++;
+    if ((this.w[p + W_EVIDENCE] & MAX_FLOWS) < MAX_FLOWS) this.w[p + W_EVIDENCE]++;
   }
 
   /** Flows seen on this port, any address. */
   portFlows(port: number, protocol: number): number {
     const e = this.entry(ANY_ADDRESS, 0, port, protocol, false);
-    return e < 0 ? 0 : this.w[e + W_FLOWS];
+    return e < 0 ? 0 : this.w[e + W_EVIDENCE] & MAX_FLOWS;
   }
 
   /** The endpoint's server score: SYN-ACK above L7 above the flow count; 0 when unknown. */
   score(ip: Uint32Array, o: number, port: number, protocol: number): number {
     const e = this.entry(ip, o, port, protocol, false);
     if (e < 0) return 0;
-    const f = this.w[e + W_FLAGS];
-    return ((f & SERVER_SYNACK) ? 4 * (MAX_FLOWS + 1) : 0) + ((f & SERVER_L7) ? 2 * (MAX_FLOWS + 1) : 0) + this.w[e + W_FLOWS];
+    const v = this.w[e + W_EVIDENCE];
+    const f = v >>> FLAGS_SHIFT;
+    return ((f & SERVER_SYNACK) ? 4 * (MAX_FLOWS + 1) : 0) + ((f & SERVER_L7) ? 2 * (MAX_FLOWS + 1) : 0) + (v & MAX_FLOWS);
   }
 
   /** The entry's word offset; -1 when absent and `create` is false. */
@@ -87,15 +90,14 @@ export class ServiceTable {
         break;
       }
       if (w[e + W_KEY] === key && w[e] === ip[o] && w[e + 1] === ip[o + 1] && w[e + 2] === ip[o + 2] && w[e + 3] === ip[o + 3]) return e;
-      const s = w[e + W_FLAGS] * (MAX_FLOWS + 1) + w[e + W_FLOWS];
+      const s = w[e + W_EVIDENCE];
       if (s < weakestScore) { weakestScore = s; weakest = e; }
     }
     if (!create) return -1;
     if (weakestScore >= 0) this.evicted++;
     w[weakest] = ip[o]; w[weakest + 1] = ip[o + 1]; w[weakest + 2] = ip[o + 2]; w[weakest + 3] = ip[o + 3];
     w[weakest + W_KEY] = key;
-    w[weakest + W_FLAGS] = 0;
-    w[weakest + W_FLOWS] = 0;
+    w[weakest + W_EVIDENCE] = 0;
     return weakest;
   }
 }

@@ -20,6 +20,9 @@ export interface InferenceOptions {
   maxServers?: number;
 }
 
+/** recognise(): the server's failures say not to try. */
+const SKIPPED = -2;
+
 class FlowEntry {
   name = '';
   tries = 0;
@@ -83,10 +86,37 @@ export class ProtocolInference {
       if (flow.tries >= this.maxTriesPerFlow) { this.counters.skipped_flow++; return ''; }
     }
     if (payload.length === 0) return '';
+    const found = this.recognise(payload, fromClient, protocol, serverPort, serverIp);
+    if (found === SKIPPED) return '';
+    if (flow === undefined) flow = this.addFlow(flowId);
+    if (found >= 0) {
+      flow.name = this.parsers[found].name;
+      return flow.name;
+    }
+    flow.tries++;
+    return '';
+  }
+
+  /**
+   * As `infer`, for a caller that keeps each flow's protocol and tries itself (the flow map): no
+   * per-flow table, so nothing to forget when the flow closes.
+   */
+  inferPayload(payload: Uint8Array, fromClient: boolean, protocol: number, serverPort: number,
+    nowUs?: number, serverIp?: Uint8Array): string {
+    if (nowUs !== undefined && nowUs > this.lastUs) this.lastUs = nowUs;
+    this.lastCheck = CHECK_NONE;
+    if (payload.length === 0) return '';
+    const found = this.recognise(payload, fromClient, protocol, serverPort, serverIp);
+    return found >= 0 ? this.parsers[found].name : '';
+  }
+
+  /** The index of the parser that recognises the payload, -1 for none, SKIPPED when the server gave up. */
+  private recognise(payload: Uint8Array, fromClient: boolean, protocol: number, serverPort: number,
+    serverIp: Uint8Array | undefined): number {
     const skey = serverKey(protocol, serverPort, serverIp);
     let server = this.serverTable.get(skey);
     if (server !== undefined && server.known < 0 && server.fails >= this.maxTriesPerServer) {
-      if (this.lastUs - server.firstFailUs < this.failTtlUs) { this.counters.skipped_server++; return ''; }
+      if (this.lastUs - server.firstFailUs < this.failTtlUs) { this.counters.skipped_server++; return SKIPPED; }
       server.fails = 0;
     }
     const buf = Buffer.isBuffer(payload) ? payload : Buffer.from(payload.buffer, payload.byteOffset, payload.length);
@@ -103,21 +133,17 @@ export class ProtocolInference {
       if (server !== undefined && i === server.known) continue;
       if (this.tryParser(i, buf)) found = i;
     }
-    if (flow === undefined) flow = this.addFlow(flowId);
+    if (server === undefined) server = this.addServer(skey);
     if (found >= 0) {
-      flow.name = this.parsers[found].name;
-      if (server === undefined) server = this.addServer(skey);
       server.known = found;
       server.fails = 0;
       this.counters.inferred++;
-      return flow.name;
+      return found;
     }
-    flow.tries++;
     this.counters.failed++;
-    if (server === undefined) server = this.addServer(skey);
     if (server.fails === 0) server.firstFailUs = this.lastUs;
     server.fails++;
-    return '';
+    return -1;
   }
 
   /** Drops what is known about a flow (call on flow close). */

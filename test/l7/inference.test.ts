@@ -104,3 +104,20 @@ test('tables are bounded and evictions counted', (t) => {
   t.is(inf.counters.flow_evicted, 150);
   t.is(inf.counters.server_evicted, 240);
 });
+
+test('inferPayload answers as infer on each flow\'s first payload, with the same server memory and no flow table', (t) => {
+  const perFlow = new ProtocolInference();
+  const flowless = new ProtocolInference();
+  const steps: Array<[number, Buffer, number, number]> = [];
+  for (let f = 0; f < 128; f++) steps.push([f, junk, 9000, T0 + f]);
+  steps.push([1000, get, 9000, T0 + 1000], [1001, get, 9001, T0 + 1000], [1002, get, 9000, T0 + 60_000_001], [1003, junk, 9000, T0 + 60_000_002]);
+  for (const [flow, payload, port, now] of steps) {
+    const want = perFlow.infer(flow, payload, true, 6, port, now);
+    t.is(flowless.inferPayload(payload, true, 6, port, now), want, `flow ${flow}`);
+    t.is(flowless.lastCheck, perFlow.lastCheck);
+  }
+  t.is(flowless.inferPayload(get, true, 6, 9000, T0 + 60_000_003), 'HTTP'); // the server is known again
+  t.deepEqual(flowless.counters, { ...perFlow.counters, inferred: perFlow.counters.inferred + 1 });
+  t.is(flowless.flowCount, 0);
+  t.is(flowless.serverCount, perFlow.serverCount);
+});
