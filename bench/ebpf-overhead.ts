@@ -1,9 +1,17 @@
 // Overhead of the eBPF socket tracer: requests/s of a loopback HTTP benchmark (wrk against a
 // Node http server, both traced) without and with the tracer attached, alternating in one run.
-// `node dist/bench/ebpf-overhead.js [seconds] [rounds]`; needs root, BTF and wrk.
-import { ChildProcess, execFileSync, spawn } from 'node:child_process';
+// `node dist/bench/ebpf-overhead.js [seconds] [rounds] [tracepoints|raw]`; needs root, BTF and wrk.
+// `node dist/bench/ebpf-overhead.js pingpong [rounds] [tracepoints|raw]`: CPU per socket syscall of
+// a C ping-pong (test/ebpf/pingpong.c, built with clang) without and with the tracer.
+// With `sysctl kernel.bpf_stats_enabled=1` it also prints the kernel's BPF time per program run
+// (run_time_ns / run_cnt, load-independent). FLOWTAP_EBPF_OBJECT=<path> loads another object
+// (A/B of two builds of bpf/socket_trace.bpf.c in one session); FLOWTAP_EBPF_CAP, _RING and
+// _WAKEUP set capBytes (default 4096), ringBytes and wakeupBytes.
+import { ChildProcess, execFile, execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
-import { EbpfCollector } from '../services/capture/ebpf-collector';
+import os from 'node:os';
+import path from 'node:path';
+import { EbpfCollector, EbpfCollectorConfig } from '../services/capture/ebpf-collector';
 
 const SERVER = `
   const http = require('http');
@@ -27,6 +35,35 @@ export interface OverheadResult {
   /** CPU the collector (this process: ring drain, decode, batching) used per run, in % of one core. */
   collectorCpuPercent: number[];
   collectorUsPerEvent: number[];
+  /** bpf_stats over the traced runs, per program name (empty when kernel.bpf_stats_enabled is 0). */
+  bpfStats: Record<string, { runNs: number; runs: number }>;
+  /**
+   * BPF run time of all the tracer's programs per event, ns (0 without bpf_stats). Includes the
+   * entry programs run for every read/write of the host, so other load raises it.
+   */
+  bpfNsPerEvent: number;
+}
+
+function envOptions(): EbpfCollectorConfig {
+  const num = (name: string): number | undefined => (process.env[name] ? Number(process.env[name]) : undefined);
+  return {
+    capBytes: num('FLOWTAP_EBPF_CAP') ?? 4096, ringBytes: num('FLOWTAP_EBPF_RING'), wakeupBytes: num('FLOWTAP_EBPF_WAKEUP'),
+    objectPath: process.env.FLOWTAP_EBPF_OBJECT || undefined,
+  };
+}
+
+interface ProgStats { name: string; runNs: number; runs: number }
+
+/** run_time_ns/run_cnt of every loaded socket-tracer program (by id), when bpf_stats is on. */
+function progStats(): Map<number, ProgStats> {
+  const out = new Map<number, ProgStats>();
+  if (fs.readFileSync('/proc/sys/kernel/bpf_stats_enabled', 'utf8').trim() !== '1') return out;
+  const progs = JSON.parse(execFileSync('bpftool', ['prog', 'show', '-j'], { encoding: 'utf8', maxBuffer: 64 << 20 })) as
+    { id: number; name?: string; run_time_ns?: number; run_cnt?: number }[];
+  for (const p of progs) {
+    if (p.name && /^(enter_|exit_|raw_sys_|tls_)/.test(p.name)) out.set(p.id, { name: p.name, runNs: p.run_time_ns ?? 0, runs: p.run_cnt ?? 0 });
+  }
+  return out;
 }
 
 /** utime + stime of a process, seconds. */
@@ -70,8 +107,10 @@ export async function measureEbpfOverhead(seconds = 5, rounds = 3, hook: 'raw' |
     wrk(port, 1); // warm-up
     const result: OverheadResult = {
       hook, withoutRps: [], withRps: [], withoutUsPerRequest: [], withUsPerRequest: [], load: [], lossPercent: 0,
-      eventsPerRun: [], lost: 0, collectorCpuPercent: [], collectorUsPerEvent: [],
+      eventsPerRun: [], lost: 0, collectorCpuPercent: [], collectorUsPerEvent: [], bpfStats: {}, bpfNsPerEvent: 0,
     };
+    let bpfNs = 0;
+    let bpfEvents = 0;
     const serverPid = server.pid!;
     for (let r = 0; r < rounds; r++) {
       const s0 = cpuSeconds(serverPid);
@@ -79,13 +118,15 @@ export async function measureEbpfOverhead(seconds = 5, rounds = 3, hook: 'raw' |
       result.withoutRps.push(plain.rps);
       result.withoutUsPerRequest.push((cpuSeconds(serverPid) - s0 + plain.cpu) * 1e6 / plain.requests);
       let events = 0;
-      const collector = EbpfCollector.start({ capBytes: 4096, syscallHook: hook }, (batch) => { events += batch.count; });
+      const collector = EbpfCollector.start({ ...envOptions(), syscallHook: hook }, (batch) => { events += batch.count; });
       if (collector.packetOnly) throw new Error(collector.statusMessage);
       // CPU of the consumer while wrk runs (loading, attaching and detaching are not per event).
       const cpu0 = process.cpuUsage();
       const wall0 = Date.now();
       const s1 = cpuSeconds(serverPid);
+      const stats0 = progStats();
       const traced = await wrkRun(port, seconds);
+      const stats1 = progStats();
       const rps = traced.rps;
       result.withUsPerRequest.push((cpuSeconds(serverPid) - s1 + traced.cpu) * 1e6 / traced.requests);
       result.load.push(Number(fs.readFileSync('/proc/loadavg', 'utf8').split(' ')[0]));
@@ -95,17 +136,72 @@ export async function measureEbpfOverhead(seconds = 5, rounds = 3, hook: 'raw' |
       result.collectorUsPerEvent.push((cpu.user + cpu.system) / Math.max(events, 1));
       result.withRps.push(rps);
       result.eventsPerRun.push(events);
+      if (stats1.size > 0) {
+        for (const [id, after] of stats1) {
+          const before = stats0.get(id);
+          if (!before) continue;
+          const acc = result.bpfStats[after.name] ?? (result.bpfStats[after.name] = { runNs: 0, runs: 0 });
+          acc.runNs += after.runNs - before.runNs;
+          acc.runs += after.runs - before.runs;
+          bpfNs += after.runNs - before.runNs;
+        }
+        bpfEvents += events;
+      }
       result.lost += collector.drops.ringbuf_full;
       collector.close();
     }
     result.lossPercent = 100 * (1 - median(result.withRps) / median(result.withoutRps));
+    result.bpfNsPerEvent = bpfEvents > 0 ? bpfNs / bpfEvents : 0;
     return result;
   } finally {
     server.kill();
   }
 }
 
-if (require.main === module) {
+export interface PingPongResult {
+  /** CPU µs (both processes, user + system) per socket syscall, one figure per round. */
+  withoutUs: number[];
+  withUs: number[];
+  lost: number;
+}
+
+/**
+ * Prices the tracer per traced socket syscall: a C ping-pong of 100 B messages over one TCP
+ * loopback connection (4 syscalls per round trip), CPU time from getrusage, rounds alternating
+ * without and with the tracer. CPU time, not wall time: other load on the machine moves it less.
+ */
+export async function measurePingPong(rounds = 5, hook: 'raw' | 'tracepoints' = 'tracepoints', messages = 200_000): Promise<PingPongResult> {
+  const source = path.resolve(__dirname, '..', '..', 'test', 'ebpf', 'pingpong.c');
+  const bin = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'flowtap-pingpong-')), 'pingpong');
+  execFileSync('clang', ['-O2', '-o', bin, source]);
+  // Asynchronous: this event loop drains the ring meanwhile (a blocked loop would let it fill and
+  // the tracer would drop events, which is cheaper than delivering them).
+  const once = (): Promise<number> => new Promise((resolve, reject) => {
+    execFile(bin, [String(messages)], (err, out) => (err ? reject(err) : resolve(Number(out.trim()))));
+  });
+  const result: PingPongResult = { withoutUs: [], withUs: [], lost: 0 };
+  for (let r = 0; r < rounds; r++) {
+    result.withoutUs.push(await once());
+    const collector = EbpfCollector.start({ ...envOptions(), syscallHook: hook }, () => undefined);
+    if (collector.packetOnly) throw new Error(collector.statusMessage);
+    result.withUs.push(await once());
+    collector.drain();
+    result.lost += collector.drops.ringbuf_full;
+    collector.close();
+  }
+  return result;
+}
+
+if (require.main === module && process.argv[2] === 'pingpong') {
+  const rounds = Number(process.argv[3] ?? 5);
+  const hook = process.argv[4] === 'raw' ? 'raw' : 'tracepoints';
+  measurePingPong(rounds, hook).then((r) => {
+    const f = (xs: number[]): string => `${xs.map((x) => x.toFixed(2)).join(', ')} (median ${median(xs).toFixed(2)})`;
+    console.log(`ebpf ping-pong (${hook} hook): 100 B TCP loopback write/read, CPU µs per socket syscall, ${rounds} rounds`);
+    console.log(`  without tracer: ${f(r.withoutUs)}`);
+    console.log(`  with tracer:    ${f(r.withUs)}  +${(median(r.withUs) - median(r.withoutUs)).toFixed(2)} µs  lost: ${r.lost}  load ${fs.readFileSync('/proc/loadavg', 'utf8').split(' ')[0]}`);
+  }).catch((err) => { console.error(err); process.exitCode = 1; });
+} else if (require.main === module) {
   const seconds = Number(process.argv[2] ?? 5);
   const rounds = Number(process.argv[3] ?? 3);
   const hook = process.argv[4] === 'raw' ? 'raw' : 'tracepoints';
@@ -116,6 +212,11 @@ if (require.main === module) {
     console.log(`  with tracer:    ${r.withRps.map(fmt).join(', ')} req/s (median ${fmt(median(r.withRps))})`);
     console.log(`  loss: ${r.lossPercent.toFixed(1)} %  events per run: ${r.eventsPerRun.map(fmt).join(', ')}  lost: ${r.lost}`);
     console.log(`  server+wrk CPU per request: without ${r.withoutUsPerRequest.map((x) => x.toFixed(1)).join(', ')} µs, with ${r.withUsPerRequest.map((x) => x.toFixed(1)).join(', ')} µs (median +${(100 * (median(r.withUsPerRequest) / median(r.withoutUsPerRequest) - 1)).toFixed(1)} %)  load ${r.load.join(', ')}`);
+    if (r.bpfNsPerEvent > 0) {
+      const busy = Object.entries(r.bpfStats).filter(([, v]) => v.runs > 0).sort(([a], [b]) => a.localeCompare(b));
+      console.log(`  bpf_stats ns per run: ${busy.map(([n, v]) => `${n} ${Math.round(v.runNs / v.runs)} (${fmt(v.runs)})`).join(', ')}`);
+      console.log(`  BPF time per event (all programs): ${Math.round(r.bpfNsPerEvent)} ns  (bpf_stats is on: its two clock reads per program run slow the traced runs)`);
+    }
     console.log(`  collector CPU: ${r.collectorCpuPercent.map((x) => x.toFixed(0)).join(', ')} % of one core; ${r.collectorUsPerEvent.map((x) => x.toFixed(2)).join(', ')} µs per event`);
   }).catch((err) => { console.error(err); process.exitCode = 1; });
 }

@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 /* Socket tracer on syscall tracepoints only (kprobes/fentry do not attach on the target hosts).
- * Enter handlers remember the syscall's arguments per thread; exit handlers read the socket from
- * the fd (task->files->fdt->fd[fd]->private_data), copy the bytes moved and emit one record to
- * the ring buffer. Non-inet fds are dropped at entry, before anything is stored. */
+ * Enter handlers remember the syscall's arguments in the thread's task storage; exit handlers,
+ * when bytes moved, find the socket (socket_info, else task->files->fdt->fd[fd]->private_data;
+ * non-inet fds end there), copy the bytes moved and emit one record to the ring buffer. */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
@@ -48,38 +48,42 @@ struct {
 } socket_info SEC(".maps");
 
 struct active_io {
-  __u64 ts_ns;
+  __u64 ts_ns;   /* sends only: a receive is stamped at exit */
   __u64 buf;     /* buffer, iovec array, msghdr or mmsghdr array, per `syscall` */
   __u64 addr;    /* sendto/recvfrom: the peer's sockaddr (unconnected UDP), 0 if none */
   __u32 fd;
   __u32 vlen;    /* iovcnt for readv/writev */
-  __u8 syscall;
+  __u8 syscall;  /* 0: the thread is in no traced syscall */
   __u8 direction;
+  __u8 pad[2];
 };
 
-/* pid_tgid -> arguments of the syscall the thread is in. */
-struct {
-  __uint(type, BPF_MAP_TYPE_HASH);
-  __uint(max_entries, 65536);
-  __type(key, __u64);
-  __type(value, struct active_io);
-} active_io SEC(".maps");
+/* thread_state.tls: TLS work pending on the thread, so that syscall entries skip the TLS maps
+ * (and the socket check they need) unless one of these is set. */
+#define TLS_IN_CALL 1 /* inside SSL_read/SSL_write: tls_active holds the call */
+#define TLS_PENDING 2 /* a TLS write waits in tls_pending for the thread's next socket send */
 
-struct thread_trace {
+/* Per thread, in task storage (freed with the thread; no hash update/delete per syscall):
+ * the traced syscall it is in, its syscall_trace_id and the pid filter's verdict. */
+struct thread_state {
+  struct active_io io;
   __u64 trace_id;
+  __u32 filter_gen;     /* config.filter_gen the verdict was taken at; 0: none yet */
+  __s32 last_in_fd;     /* socket the thread last received on: names the socket of a TLS library
+                         * that reads ciphertext outside SSL_read (Node's memory BIOs) */
+  __u8 wanted;          /* pid filter verdict for this thread's process */
   __u8 last_direction;
-  __u8 pad[3];
-  __s32 last_in_fd;  /* socket the thread last received on: names the socket of a TLS library
-                      * that reads ciphertext outside SSL_read (Node's memory BIOs) */
+  __u8 inited;
+  __u8 tls;             /* TLS_IN_CALL | TLS_PENDING */
+  __u8 pad[4];
 };
 
-/* tid -> the thread's current syscall_trace_id; LRU because threads exit without telling us. */
 struct {
-  __uint(type, BPF_MAP_TYPE_LRU_HASH);
-  __uint(max_entries, 65536);
-  __type(key, __u32);
-  __type(value, struct thread_trace);
-} thread_trace SEC(".maps");
+  __uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+  __uint(map_flags, BPF_F_NO_PREALLOC);
+  __type(key, int);
+  __type(value, struct thread_state);
+} thread_state SEC(".maps");
 
 /* tgid -> 1 (trace) or 2 (skip), read according to config.pid_mode. */
 struct {
@@ -96,7 +100,7 @@ struct {
   __type(value, struct sock_trace_config);
 } trace_config SEC(".maps");
 
-/* [0]: next socket_id, [1]: next syscall_trace_id; the loader seeds both. */
+/* [0]: next socket_id (seeded by the loader); [1] unused (trace ids: trace_id_gen). */
 struct {
   __uint(type, BPF_MAP_TYPE_ARRAY);
   __uint(max_entries, 2);
@@ -104,12 +108,30 @@ struct {
   __type(value, __u64);
 } id_gen SEC(".maps");
 
+/* Per-CPU syscall_trace_id counters: a shared atomic counter moved its cache line between the
+ * CPUs of a client and a server on every request. */
+struct {
+  __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+  __uint(max_entries, 1);
+  __type(key, __u32);
+  __type(value, __u64);
+} trace_id_gen SEC(".maps");
+
 struct {
   __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
   __uint(max_entries, CNT_MAX);
   __type(key, __u32);
   __type(value, __u64);
 } counters SEC(".maps");
+
+/* Bytes this CPU wrote to the ring since it last checked the fill level (wakeup_flags). */
+#define WAKEUP_CHECK_BYTES (16 << 10)
+struct {
+  __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+  __uint(max_entries, 1);
+  __type(key, __u32);
+  __type(value, __u64);
+} unchecked_bytes SEC(".maps");
 
 /* Room to build one record: header + 2x the cap, so a verifier-visible bound holds for
  * "offset < cap, length <= cap" when copying several iovecs one after another. */
@@ -141,16 +163,43 @@ static __always_inline __u64 next_id(__u32 idx) {
   return __sync_fetch_and_add(v, 1);
 }
 
+/* Unique without sharing: this CPU's count times 1024 plus the CPU (ids stay below 2^53 for
+ * JavaScript numbers for centuries of requests). Never 0, which means "none". */
+static __always_inline __u64 next_trace_id(void) {
+  __u32 zero = 0;
+  __u64 *c = bpf_map_lookup_elem(&trace_id_gen, &zero);
+  if (!c) return 0;
+  *c += 1;
+  return (*c << 10) | (bpf_get_smp_processor_id() & 1023);
+}
+
 static __always_inline struct sock_trace_config *get_config(void) {
   __u32 zero = 0;
   return bpf_map_lookup_elem(&trace_config, &zero);
 }
 
-static __always_inline bool pid_wanted(__u32 tgid) {
-  struct sock_trace_config *cfg = get_config();
+/* The current thread's state, created on first use when `create`. */
+static __always_inline struct thread_state *thread_state_get(bool create) {
+  struct task_struct *task = bpf_get_current_task_btf();
+  struct thread_state *st = bpf_task_storage_get(&thread_state, task, 0, create ? BPF_LOCAL_STORAGE_GET_F_CREATE : 0);
+  if (st && !st->inited) {
+    st->inited = 1;
+    st->last_in_fd = -1;
+  }
+  return st;
+}
+
+/* The pid filter's verdict for the current thread's process, kept in the thread's state until the
+ * loader changes the filter (it bumps config.filter_gen after updating pid_filter): one hash
+ * lookup per thread and filter change instead of one per syscall. */
+static __always_inline bool thread_wanted(struct thread_state *st, __u32 tgid, const struct sock_trace_config *cfg) {
+  __u32 gen = cfg->filter_gen; /* read before the hash, so a change in between is seen next time */
+  if (gen != 0 && st->filter_gen == gen) return st->wanted;
   __u8 *mark = bpf_map_lookup_elem(&pid_filter, &tgid);
-  if (cfg && cfg->pid_mode == 1) return mark && *mark == 1;
-  return !(mark && *mark == 2);
+  bool wanted = cfg->pid_mode == 1 ? (mark && *mark == 1) : !(mark && *mark == 2);
+  st->wanted = wanted;
+  st->filter_gen = gen;
+  return wanted;
 }
 
 /* The inet sock behind fd of the current task, or NULL for anything else. */
@@ -214,22 +263,35 @@ static __always_inline struct scratch *scratch_for(__u8 kind, __u64 pid_tgid, __
   ev->direction = 0;
   ev->is_tls = 0;
   ev->pad0 = 0;
-  /* The process's name (its main thread's comm), as process_kname: worker threads rename themselves. */
-  struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-  if (BPF_CORE_READ_STR_INTO(&ev->comm, task, group_leader, comm) < 0)
-    bpf_get_current_comm(&ev->comm, sizeof(ev->comm));
+  /* The process's name (its main thread's comm), as process_kname: worker threads rename
+   * themselves. Read through the BTF task pointer: plain loads, no probe-read helpers. */
+  struct task_struct *task = bpf_get_current_task_btf();
+  __builtin_memcpy(ev->comm, task->group_leader->comm, sizeof(ev->comm));
   return s;
+}
+
+/* A wakeup per event costs an irq_work (a self-IPI, expensive in VMs) and a reader wakeup: wake
+ * only once wakeup_bytes are waiting; the reader drains on a short timer otherwise. The fill level
+ * is looked at once per WAKEUP_CHECK_BYTES written by this CPU, not per event: reading it pulls
+ * the consumer position's cache line from the reader's CPU, and while the ring stayed above the
+ * threshold every event forced another irq_work. */
+static __always_inline __u64 wakeup_flags(__u64 size) {
+  struct sock_trace_config *cfg = get_config();
+  __u64 threshold = cfg ? cfg->wakeup_bytes : 0;
+  __u32 zero = 0;
+  __u64 *unchecked = bpf_map_lookup_elem(&unchecked_bytes, &zero);
+  if (unchecked) {
+    *unchecked += size;
+    if (*unchecked < WAKEUP_CHECK_BYTES && *unchecked < threshold) return BPF_RB_NO_WAKEUP;
+    *unchecked = 0;
+  }
+  return bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) + size >= threshold ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
 }
 
 static __always_inline void submit(struct scratch *s) {
   __u64 size = sizeof(struct sock_event) + s->ev.cap_len;
   if (size > sizeof(struct scratch)) size = sizeof(struct scratch);
-  /* A wakeup per event costs an irq_work (a self-IPI, expensive in VMs) and a reader wakeup:
-   * wake only when enough is waiting; the reader drains on a short timer otherwise. */
-  struct sock_trace_config *cfg = get_config();
-  __u64 threshold = cfg ? cfg->wakeup_bytes : 0;
-  __u64 flags = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= threshold ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
-  if (bpf_ringbuf_output(&events, s, size, flags)) count(CNT_RINGBUF_FULL);
+  if (bpf_ringbuf_output(&events, s, size, wakeup_flags(size))) count(CNT_RINGBUF_FULL);
   else count(CNT_EVENTS);
 }
 
@@ -256,27 +318,18 @@ static __always_inline void cached_tuple(struct sock_event *ev, const struct soc
 
 /* syscall_trace_id: the first receive after a send (or ever) on this thread opens a new id;
  * sends carry the thread's current id, linking a server's response to its request. */
-static __always_inline void set_trace_id(struct sock_event *ev, __u32 tid, __u8 direction, __u32 fd) {
-  struct thread_trace *tt = bpf_map_lookup_elem(&thread_trace, &tid);
+static __always_inline void set_trace_id(struct sock_event *ev, struct thread_state *st, __u8 direction, __u32 fd) {
+  if (!st) return;
   if (direction == SOCK_DIR_INGRESS) {
-    if (!tt) {
-      struct thread_trace fresh = { .trace_id = next_id(1), .last_direction = SOCK_DIR_INGRESS, .last_in_fd = fd };
-      bpf_map_update_elem(&thread_trace, &tid, &fresh, BPF_ANY);
-      ev->trace_id = fresh.trace_id;
-    } else if (tt->last_direction != SOCK_DIR_INGRESS || tt->trace_id == 0) {
-      /* In place: an LRU map update per request cost more than the rest of this function. */
-      tt->trace_id = next_id(1);
-      tt->last_direction = SOCK_DIR_INGRESS;
-      tt->last_in_fd = fd;
-      ev->trace_id = tt->trace_id;
-    } else {
-      ev->trace_id = tt->trace_id;
-      tt->last_in_fd = fd;
+    if (st->last_direction != SOCK_DIR_INGRESS || st->trace_id == 0) {
+      st->trace_id = next_trace_id();
+      st->last_direction = SOCK_DIR_INGRESS;
     }
-  } else if (tt) {
-    ev->trace_id = tt->trace_id;
-    tt->last_direction = SOCK_DIR_EGRESS;
+    st->last_in_fd = fd;
+  } else {
+    st->last_direction = SOCK_DIR_EGRESS;
   }
+  ev->trace_id = st->trace_id;
 }
 
 /* ---- TLS: state shared with the syscall handlers ---- */
@@ -377,7 +430,7 @@ static __always_inline bool tls_claims_fd(__u64 pid_tgid, __u32 fd) {
   return true;
 }
 
-static __always_inline void complete_tls_pending(__u64 pid_tgid, __u32 fd);
+static __always_inline void complete_tls_pending(__u64 pid_tgid, __u32 fd, struct thread_state *st);
 
 /* An unconnected UDP socket has no peer in the kernel socket: take it from the syscall's
  * sockaddr (sendto's destination, recvfrom's/recvmsg's source) when there is one. */
@@ -401,21 +454,34 @@ static __always_inline void peer_from_sockaddr(struct sock_event *ev, __u64 addr
 /* ---- data syscalls ---- */
 
 static __always_inline int enter_io(__u32 fd, __u64 buf, __u32 vlen, __u8 sys, __u8 dir, __u64 addr) {
+  struct sock_trace_config *cfg = get_config();
+  if (!cfg) return 0;
+  struct thread_state *st = thread_state_get(true);
+  if (!st) {
+    count(CNT_ACTIVE_MAP_FULL);
+    return 0;
+  }
+  st->io.syscall = 0;
   __u64 pid_tgid = bpf_get_current_pid_tgid();
   __u32 tgid = pid_tgid >> 32;
-  if (!pid_wanted(tgid)) return 0;
-  __u64 key = ((__u64)tgid << 32) | fd;
-  /* Known sockets skip the fd walk; unknown fds must prove to be inet sockets. */
-  if (!bpf_map_lookup_elem(&socket_info, &key) && !inet_sock_of_fd(fd)) return 0;
-  struct sock_trace_config *cfg = get_config();
-  if (cfg && cfg->tls_enabled) {
-    if (tls_claims_fd(pid_tgid, fd)) return 0;
-    if (dir == SOCK_DIR_EGRESS) complete_tls_pending(pid_tgid, fd);
+  if (!thread_wanted(st, tgid, cfg)) return 0;
+  /* Whether fd is an inet socket is decided at the exit, and only when bytes moved: reads that
+   * find nothing (EAGAIN, every other read of an event loop) and non-socket fds cost no lookup
+   * here. Only TLS work pending on the thread needs the socket known now. */
+  if (st->tls && cfg->tls_enabled) {
+    __u64 key = ((__u64)tgid << 32) | fd;
+    if (!bpf_map_lookup_elem(&socket_info, &key) && !inet_sock_of_fd(fd)) return 0;
+    if ((st->tls & TLS_IN_CALL) && tls_claims_fd(pid_tgid, fd)) return 0;
+    if (dir == SOCK_DIR_EGRESS && (st->tls & TLS_PENDING)) complete_tls_pending(pid_tgid, fd, st);
   }
-  struct active_io io = {
-    .ts_ns = bpf_ktime_get_ns(), .buf = buf, .addr = addr, .fd = fd, .vlen = vlen, .syscall = sys, .direction = dir,
-  };
-  if (bpf_map_update_elem(&active_io, &pid_tgid, &io, BPF_ANY)) count(CNT_ACTIVE_MAP_FULL);
+  /* One clock read per event: a receive is stamped at its exit. */
+  st->io.ts_ns = dir == SOCK_DIR_EGRESS ? bpf_ktime_get_ns() : 0;
+  st->io.buf = buf;
+  st->io.addr = addr;
+  st->io.fd = fd;
+  st->io.vlen = vlen;
+  st->io.direction = dir;
+  st->io.syscall = sys;
   return 0;
 }
 
@@ -440,10 +506,18 @@ static __always_inline __u32 copy_user(struct scratch *s, __u32 off, __u64 src, 
 static __always_inline __u32 copy_iov(struct scratch *s, __u64 iov_ptr, __u32 iovcnt, __u64 total, __u32 cap) {
   __u32 off = 0;
   __u64 left = total;
+  /* The iovec array in one read (the kernel just read it, so it is all readable): each user
+   * read has a fixed cost that dominates for small buffers. */
+  struct iovec iovs[MAX_IOV];
+  __u32 n_iov = iovcnt < MAX_IOV ? iovcnt : MAX_IOV;
+  if (n_iov == 0) return 0;
+  __u64 bytes = (__u64)n_iov * sizeof(struct iovec);
+  asm volatile("" : "+r"(bytes)); /* clamp the value passed, not one clang derived it from */
+  if (bytes > sizeof(iovs)) bytes = sizeof(iovs);
+  if (bpf_probe_read_user(iovs, bytes, (const void *)iov_ptr)) return 0;
   for (int i = 0; i < MAX_IOV; i++) {
-    if (i >= iovcnt || left == 0 || off >= cap) break;
-    struct iovec iov;
-    if (bpf_probe_read_user(&iov, sizeof(iov), (const void *)(iov_ptr + i * sizeof(struct iovec)))) break;
+    if (i >= n_iov || left == 0 || off >= cap) break;
+    struct iovec iov = iovs[i];
     __u64 n = iov.iov_len < left ? iov.iov_len : left;
     __u32 got = copy_user(s, off, (__u64)iov.iov_base, n, cap);
     if (got == 0) break;
@@ -493,13 +567,14 @@ static __always_inline void submit_mmsg(struct scratch *s, __u64 vec, long ret, 
 
 /* `mmsg` is a constant at every call: only the sendmmsg/recvmmsg programs carry the per-message
  * loop, which made loading ten programs take 9 s of verification instead of 0.4 s. */
-static __always_inline int exit_io(long ret, const bool mmsg) {
-  __u64 pid_tgid = bpf_get_current_pid_tgid();
-  struct active_io *io = bpf_map_lookup_elem(&active_io, &pid_tgid);
-  if (!io) return 0;
-  struct active_io a = *io;
-  bpf_map_delete_elem(&active_io, &pid_tgid);
+static __always_inline int exit_io(long ret, __u8 sys, const bool mmsg) {
+  struct thread_state *st = thread_state_get(false);
+  /* The state must be this syscall's: an exit whose entry was not traced finds another (or none). */
+  if (!st || sys == 0 || st->io.syscall != sys) return 0;
+  struct active_io a = st->io;
+  st->io.syscall = 0;
   if (ret <= 0) return 0;
+  __u64 pid_tgid = bpf_get_current_pid_tgid();
 
   __u32 tgid = pid_tgid >> 32;
   struct scratch *s = scratch_for(SOCK_EVENT_DATA, pid_tgid, a.fd);
@@ -531,7 +606,7 @@ static __always_inline int exit_io(long ret, const bool mmsg) {
   ev->direction = a.direction;
   ev->ts_ns = a.direction == SOCK_DIR_EGRESS ? a.ts_ns : bpf_ktime_get_ns();
 
-  set_trace_id(ev, (__u32)pid_tgid, a.direction, a.fd);
+  set_trace_id(ev, st, a.direction, a.fd);
 
   struct sock_trace_config *cfg = get_config();
   __u32 cap = cfg ? cfg->cap_bytes : 0;
@@ -587,27 +662,35 @@ int enter_sendmmsg(struct trace_event_raw_sys_enter *ctx) { return enter_io(ARG(
 SEC("tracepoint/syscalls/sys_enter_recvmmsg")
 int enter_recvmmsg(struct trace_event_raw_sys_enter *ctx) { return enter_io(ARG(0), ARG(1), 0, SYS_RECVMMSG, SOCK_DIR_INGRESS, 0); }
 
-#define EXIT_IO(name, mmsg) \
+#define EXIT_IO(name, sys, mmsg) \
   SEC("tracepoint/syscalls/sys_exit_" #name) \
-  int exit_##name(struct trace_event_raw_sys_exit *ctx) { return exit_io(ctx->ret, mmsg); }
-EXIT_IO(read, false)
-EXIT_IO(write, false)
-EXIT_IO(readv, false)
-EXIT_IO(writev, false)
-EXIT_IO(sendto, false)
-EXIT_IO(recvfrom, false)
-EXIT_IO(sendmsg, false)
-EXIT_IO(recvmsg, false)
-EXIT_IO(sendmmsg, true)
-EXIT_IO(recvmmsg, true)
+  int exit_##name(struct trace_event_raw_sys_exit *ctx) { return exit_io(ctx->ret, sys, mmsg); }
+EXIT_IO(read, SYS_READ, false)
+EXIT_IO(write, SYS_WRITE, false)
+EXIT_IO(readv, SYS_READV, false)
+EXIT_IO(writev, SYS_WRITEV, false)
+EXIT_IO(sendto, SYS_SENDTO, false)
+EXIT_IO(recvfrom, SYS_RECVFROM, false)
+EXIT_IO(sendmsg, SYS_SENDMSG, false)
+EXIT_IO(recvmsg, SYS_RECVMSG, false)
+EXIT_IO(sendmmsg, SYS_SENDMMSG, true)
+EXIT_IO(recvmmsg, SYS_RECVMMSG, true)
 
 /* ---- connection lifecycle ---- */
 
 static __always_inline int enter_remember(__u32 fd, __u8 sys) {
-  __u64 pid_tgid = bpf_get_current_pid_tgid();
-  if (!pid_wanted(pid_tgid >> 32)) return 0;
-  struct active_io io = { .ts_ns = bpf_ktime_get_ns(), .fd = fd, .syscall = sys };
-  if (bpf_map_update_elem(&active_io, &pid_tgid, &io, BPF_ANY)) count(CNT_ACTIVE_MAP_FULL);
+  struct sock_trace_config *cfg = get_config();
+  if (!cfg) return 0;
+  struct thread_state *st = thread_state_get(true);
+  if (!st) {
+    count(CNT_ACTIVE_MAP_FULL);
+    return 0;
+  }
+  st->io.syscall = 0;
+  if (!thread_wanted(st, bpf_get_current_pid_tgid() >> 32, cfg)) return 0;
+  st->io.ts_ns = bpf_ktime_get_ns();
+  st->io.fd = fd;
+  st->io.syscall = sys;
   return 0;
 }
 
@@ -631,13 +714,11 @@ SEC("tracepoint/syscalls/sys_enter_connect")
 int enter_connect(struct trace_event_raw_sys_enter *ctx) { return enter_remember(ARG(0), SYS_CONNECT); }
 
 static __always_inline int exit_connect_common(long ret) {
-  __u64 pid_tgid = bpf_get_current_pid_tgid();
-  struct active_io *io = bpf_map_lookup_elem(&active_io, &pid_tgid);
-  if (!io) return 0;
-  struct active_io a = *io;
-  bpf_map_delete_elem(&active_io, &pid_tgid);
+  struct thread_state *st = thread_state_get(false);
+  if (!st || st->io.syscall != SYS_CONNECT) return 0;
+  st->io.syscall = 0;
   if (ret != 0 && ret != -EINPROGRESS) return 0;
-  return emit_lifecycle(SOCK_EVENT_CONNECT, SYS_CONNECT, a.fd, SOCK_ROLE_CLIENT, a.ts_ns);
+  return emit_lifecycle(SOCK_EVENT_CONNECT, SYS_CONNECT, st->io.fd, SOCK_ROLE_CLIENT, st->io.ts_ns);
 }
 
 SEC("tracepoint/syscalls/sys_exit_connect")
@@ -649,11 +730,11 @@ SEC("tracepoint/syscalls/sys_enter_accept4")
 int enter_accept4(struct trace_event_raw_sys_enter *ctx) { return enter_remember(ARG(0), SYS_ACCEPT4); }
 
 static __always_inline int exit_accept_common(long ret) {
-  __u64 pid_tgid = bpf_get_current_pid_tgid();
-  struct active_io *io = bpf_map_lookup_elem(&active_io, &pid_tgid);
-  if (!io) return 0;
-  __u8 sys = io->syscall;
-  bpf_map_delete_elem(&active_io, &pid_tgid);
+  struct thread_state *st = thread_state_get(false);
+  if (!st) return 0;
+  __u8 sys = st->io.syscall;
+  if (sys != SYS_ACCEPT && sys != SYS_ACCEPT4) return 0;
+  st->io.syscall = 0;
   if (ret < 0) return 0;
   return emit_lifecycle(SOCK_EVENT_ACCEPT, sys, (__u32)ret, SOCK_ROLE_SERVER, bpf_ktime_get_ns());
 }
@@ -671,9 +752,8 @@ static __always_inline int enter_close_common(__u32 fd) {
   if (cfg && cfg->tls_enabled) {
     forget_fd_ssl(pid_tgid >> 32, fd);
     /* A closed fd is nobody's "last receive": TLS reads must not learn it. */
-    __u32 tid = (__u32)pid_tgid;
-    struct thread_trace *tt = bpf_map_lookup_elem(&thread_trace, &tid);
-    if (tt && tt->last_in_fd == (__s32)fd) tt->last_in_fd = -1;
+    struct thread_state *st = thread_state_get(false);
+    if (st && st->last_in_fd == (__s32)fd) st->last_in_fd = -1;
   }
   struct sock_info *info = bpf_map_lookup_elem(&socket_info, &key);
   if (!info) return 0;
@@ -739,11 +819,16 @@ int BPF_PROG(raw_sys_enter, struct pt_regs *regs, long id) {
 SEC("tp_btf/sys_exit")
 int BPF_PROG(raw_sys_exit, struct pt_regs *regs, long ret) {
   switch (regs->orig_ax) {
-  case NR_read: case NR_write: case NR_readv: case NR_writev: case NR_sendto: case NR_recvfrom:
-  case NR_sendmsg: case NR_recvmsg:
-    return exit_io(ret, false);
-  case NR_sendmmsg: case NR_recvmmsg:
-    return exit_io(ret, true);
+  case NR_read: return exit_io(ret, SYS_READ, false);
+  case NR_write: return exit_io(ret, SYS_WRITE, false);
+  case NR_readv: return exit_io(ret, SYS_READV, false);
+  case NR_writev: return exit_io(ret, SYS_WRITEV, false);
+  case NR_sendto: return exit_io(ret, SYS_SENDTO, false);
+  case NR_recvfrom: return exit_io(ret, SYS_RECVFROM, false);
+  case NR_sendmsg: return exit_io(ret, SYS_SENDMSG, false);
+  case NR_recvmsg: return exit_io(ret, SYS_RECVMSG, false);
+  case NR_sendmmsg: return exit_io(ret, SYS_SENDMMSG, true);
+  case NR_recvmmsg: return exit_io(ret, SYS_RECVMMSG, true);
   case NR_connect: return exit_connect_common(ret);
   case NR_accept: case NR_accept4: return exit_accept_common(ret);
   }
@@ -754,12 +839,15 @@ int BPF_PROG(raw_sys_exit, struct pt_regs *regs, long ret) {
 
 static __always_inline int tls_enter(struct pt_regs *ctx, __u8 direction, bool ex) {
   __u64 pid_tgid = bpf_get_current_pid_tgid();
-  if (!pid_wanted(pid_tgid >> 32)) return 0;
+  struct sock_trace_config *cfg = get_config();
+  struct thread_state *st = thread_state_get(true);
+  if (!cfg || !st || !thread_wanted(st, pid_tgid >> 32, cfg)) return 0;
   struct tls_call c = {
     .ssl = PT_REGS_PARM1(ctx), .buf = PT_REGS_PARM2(ctx), .len_ptr = ex ? PT_REGS_PARM4(ctx) : 0,
     .ts_ns = bpf_ktime_get_ns(), .fd = -1, .direction = direction, .ex = ex,
   };
   if (bpf_map_update_elem(&tls_active, &pid_tgid, &c, BPF_ANY)) count(CNT_ACTIVE_MAP_FULL);
+  else st->tls |= TLS_IN_CALL;
   return 0;
 }
 
@@ -769,6 +857,8 @@ static __always_inline int tls_exit(struct pt_regs *ctx) {
   if (!tc) return 0;
   struct tls_call c = *tc;
   bpf_map_delete_elem(&tls_active, &pid_tgid);
+  struct thread_state *st = thread_state_get(true);
+  if (st) st->tls &= ~TLS_IN_CALL;
   long ret = PT_REGS_RC(ctx);
   __u32 tgid = pid_tgid >> 32;
   struct ssl_key sk_key = { .tgid = tgid, .ssl = c.ssl };
@@ -785,10 +875,8 @@ static __always_inline int tls_exit(struct pt_regs *ctx) {
      * (Node), or served buffered bytes. Learn SSL* -> fd from the thread's last receive once,
      * and only from a read that returned plaintext: Node also calls SSL_read on a new
      * connection before reading from it, when the last receive was another (maybe closed) fd. */
-    __u32 tid = (__u32)pid_tgid;
-    struct thread_trace *tt = bpf_map_lookup_elem(&thread_trace, &tid);
-    if (tt && tt->last_in_fd >= 0 && !bpf_map_lookup_elem(&ssl_fd, &sk_key))
-      learn_ssl_fd(tgid, c.ssl, (__u32)tt->last_in_fd, BPF_NOEXIST);
+    if (st && st->last_in_fd >= 0 && !bpf_map_lookup_elem(&ssl_fd, &sk_key))
+      learn_ssl_fd(tgid, c.ssl, (__u32)st->last_in_fd, BPF_NOEXIST);
   }
   __s32 fd = c.fd;
   if (fd < 0) {
@@ -809,13 +897,14 @@ static __always_inline int tls_exit(struct pt_regs *ctx) {
     ev->direction = SOCK_DIR_EGRESS;
     ev->syscall = SYS_SSL_WRITE;
     ev->ts_ns = c.ts_ns;
-    set_trace_id(ev, (__u32)pid_tgid, SOCK_DIR_EGRESS, 0);
+    set_trace_id(ev, st, SOCK_DIR_EGRESS, 0);
     struct sock_trace_config *cfg = get_config();
     __u32 cap = cfg ? cfg->cap_bytes : 0;
     if (cap > SOCK_TRACE_MAX_CAP) cap = SOCK_TRACE_MAX_CAP;
     ev->cap_len = copy_user(s, 0, c.buf, len, cap);
     ev->syscall_len = len > 0xffffffffULL ? 0xffffffff : (__u32)len;
     if (bpf_map_update_elem(&tls_pending, &pid_tgid, s, BPF_ANY)) count(CNT_TLS_NO_FD);
+    else if (st) st->tls |= TLS_PENDING;
     return 0;
   }
   struct scratch *s = scratch_for(SOCK_EVENT_DATA, pid_tgid, (__u32)fd);
@@ -848,7 +937,7 @@ static __always_inline int tls_exit(struct pt_regs *ctx) {
   ev->direction = c.direction;
   ev->syscall = c.direction == SOCK_DIR_EGRESS ? SYS_SSL_WRITE : SYS_SSL_READ;
   ev->ts_ns = c.direction == SOCK_DIR_EGRESS ? c.ts_ns : bpf_ktime_get_ns();
-  set_trace_id(ev, (__u32)pid_tgid, c.direction, (__u32)fd);
+  set_trace_id(ev, st, c.direction, (__u32)fd);
   struct sock_trace_config *cfg = get_config();
   __u32 cap = cfg ? cfg->cap_bytes : 0;
   if (cap > SOCK_TRACE_MAX_CAP) cap = SOCK_TRACE_MAX_CAP;
@@ -860,9 +949,12 @@ static __always_inline int tls_exit(struct pt_regs *ctx) {
 
 /* The thread's first socket send after a TLS write with unknown socket: that is the ciphertext
  * of the write, so this fd is the socket. Emits the held plaintext with this socket's tuple. */
-static __always_inline void complete_tls_pending(__u64 pid_tgid, __u32 fd) {
+static __always_inline void complete_tls_pending(__u64 pid_tgid, __u32 fd, struct thread_state *st) {
   struct tls_pending *p = bpf_map_lookup_elem(&tls_pending, &pid_tgid);
-  if (!p) return;
+  if (!p) {
+    st->tls &= ~TLS_PENDING;
+    return;
+  }
   __u32 tgid = pid_tgid >> 32;
   learn_ssl_fd(tgid, p->ev.socket_id, fd, BPF_ANY);
   __u64 key = ((__u64)tgid << 32) | fd;
@@ -895,6 +987,7 @@ static __always_inline void complete_tls_pending(__u64 pid_tgid, __u32 fd) {
   if (bpf_ringbuf_output(&events, p, size, 0)) count(CNT_RINGBUF_FULL);
   else count(CNT_EVENTS);
   bpf_map_delete_elem(&tls_pending, &pid_tgid);
+  st->tls &= ~TLS_PENDING;
 }
 
 /* SSL_free: the address may come back for the process's next connection, on another fd. */

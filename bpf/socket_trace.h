@@ -35,7 +35,7 @@ enum sock_syscall {
 enum sock_counter {
   CNT_RINGBUF_FULL = 0,    /* bpf_ringbuf_output failed: the event is lost */
   CNT_SOCKET_MAP_FULL = 1, /* socket_info had no room: event sent, socket_id not kept */
-  CNT_ACTIVE_MAP_FULL = 2, /* in-flight syscall map had no room: the event is lost */
+  CNT_ACTIVE_MAP_FULL = 2, /* no per-thread state (task storage allocation failed): the event is lost */
   CNT_READ_USER_FAULT = 3, /* user buffer unreadable: event sent with fewer captured bytes */
   CNT_EVENTS = 4,          /* events written to the ring buffer */
   CNT_TLS_NO_FD = 5,       /* TLS call whose socket could not be found: the plaintext is lost */
@@ -73,6 +73,7 @@ struct sock_trace_config {
   __u32 pid_mode;     /* 0: every process but those marked 2 in pid_filter; 1: only those marked 1 */
   __u32 wakeup_bytes; /* wake the reader only once this much is waiting (it also drains on a timer) */
   __u32 tls_enabled;  /* set once TLS uprobes are attached: until then skip the TLS lookups */
+  __u32 filter_gen;   /* bumped (from 1) after each pid_filter change: threads re-read their verdict */
 };
 
 #endif

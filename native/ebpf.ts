@@ -19,8 +19,10 @@ export interface EbpfSocketTracerOptions {
   /** Largest batch handed to JS, bytes. Default 1 MiB. */
   batchBytes?: number;
   /**
-   * The kernel wakes the reader only when this many bytes wait in the ring (default 256 KiB);
-   * below that the reader drains every flushIntervalMs. Waking per event costs more than tracing it.
+   * The kernel wakes the reader only when this many bytes wait in the ring (default a quarter of
+   * the ring); below that the reader drains every flushIntervalMs. Waking per event costs more
+   * than tracing it, and each wakeup is a self-IPI (a VM exit in a guest): at 10 ms drains the
+   * timer keeps up with tens of MB/s, so wakeups are only for bursts.
    */
   wakeupBytes?: number;
   /** Drain period, ms: the most an event waits in the ring at low rates. Default 10. */
@@ -154,7 +156,7 @@ export class EbpfSocketTracer {
       pidMode: opts.pidMode === 'include' ? 1 : 0,
       pids: opts.pids ?? [],
       batchBytes: opts.batchBytes ?? 1 << 20,
-      wakeupBytes: opts.wakeupBytes ?? 256 << 10,
+      wakeupBytes: opts.wakeupBytes ?? Math.max(256 << 10, (opts.ringBytes ?? 8 << 20) >>> 2),
       flushIntervalMs: opts.flushIntervalMs ?? 10,
       rawSyscalls: opts.syscallHook === 'raw' && process.arch === 'x64' ? 1 : 0,
     }));

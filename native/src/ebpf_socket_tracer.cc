@@ -25,6 +25,7 @@ struct TraceConfig {
   uint32_t pidMode;
   uint32_t wakeupBytes;
   uint32_t tlsEnabled;
+  uint32_t filterGen;  // bumped after each pid_filter change; 0 is never used (fresh thread state)
 };
 constexpr uint32_t kMaxCap = 8192;
 constexpr size_t kRecordPrefix = 8;
@@ -61,7 +62,7 @@ EbpfSocketTracer::EbpfSocketTracer(const Napi::CallbackInfo& info)
   uint32_t ringBytes = OptU32(o, "ringBytes", 8u << 20);
   uint32_t socketEntries = OptU32(o, "socketMapEntries", 65536);
   uint32_t wakeupBytes = OptU32(o, "wakeupBytes", 256u << 10);
-  TraceConfig cfg{std::min(OptU32(o, "capBytes", 4096), kMaxCap), OptU32(o, "pidMode", 0), wakeupBytes, 0};
+  TraceConfig cfg{std::min(OptU32(o, "capBytes", 4096), kMaxCap), OptU32(o, "pidMode", 0), wakeupBytes, 0, 1};
   flushMs_ = std::max<uint32_t>(OptU32(o, "flushIntervalMs", 10), 1);
   batchSize_ = std::max<uint32_t>(OptU32(o, "batchBytes", 1u << 20), 64u << 10);
   batch_ = static_cast<uint8_t*>(malloc(batchSize_));
@@ -104,7 +105,7 @@ EbpfSocketTracer::EbpfSocketTracer(const Napi::CallbackInfo& info)
   int idFd = bpf_object__find_map_fd_by_name(obj_, "id_gen");
   countersFd_ = bpf_object__find_map_fd_by_name(obj_, "counters");
   socketInfoFd_ = bpf_map__fd(socketInfo);
-  activeIoFd_ = bpf_object__find_map_fd_by_name(obj_, "active_io");
+  configFd_ = configFd;
   pidFilterFd_ = bpf_object__find_map_fd_by_name(obj_, "pid_filter");
   uint32_t zero = 0, one = 1;
   // ids start at 1 (0 means "none"); socket ids carry the load time in their high bits so that
@@ -188,7 +189,7 @@ void EbpfSocketTracer::Release() {
   ring_ = nullptr;
   if (obj_ != nullptr) bpf_object__close(obj_);
   obj_ = nullptr;
-  countersFd_ = socketInfoFd_ = activeIoFd_ = pidFilterFd_ = -1;
+  countersFd_ = socketInfoFd_ = configFd_ = pidFilterFd_ = -1;
 }
 
 void EbpfSocketTracer::OnHandleClosed(uv_handle_t* handle) {
@@ -329,7 +330,9 @@ Napi::Value EbpfSocketTracer::MapCounts(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Object out = Napi::Object::New(env);
   out.Set("socketInfo", Napi::Number::New(env, CountKeys(socketInfoFd_)));
-  out.Set("activeIo", Napi::Number::New(env, CountKeys(activeIoFd_)));
+  // In-flight syscalls live in per-thread task storage (freed with the thread), which cannot be
+  // listed from user space; kept at 0 for the API.
+  out.Set("activeIo", Napi::Number::New(env, 0));
   return out;
 }
 
@@ -340,6 +343,15 @@ Napi::Value EbpfSocketTracer::SetPidFilter(const Napi::CallbackInfo& info) {
   uint32_t pid = info[0].As<Napi::Number>().Uint32Value();
   uint8_t mark = static_cast<uint8_t>(info[1].As<Napi::Number>().Uint32Value());
   int rc = mark == 0 ? bpf_map_delete_elem(pidFilterFd_, &pid) : bpf_map_update_elem(pidFilterFd_, &pid, &mark, BPF_ANY);
+  int savedErrno = errno;
+  // Threads cache their verdict per filter generation: a new generation makes them look again.
+  TraceConfig cfg;
+  uint32_t zero = 0;
+  if (bpf_map_lookup_elem(configFd_, &zero, &cfg) == 0) {
+    cfg.filterGen = cfg.filterGen + 1 == 0 ? 1 : cfg.filterGen + 1;
+    bpf_map_update_elem(configFd_, &zero, &cfg, BPF_ANY);
+  }
+  errno = savedErrno;
   return Napi::Boolean::New(env, rc == 0 || (mark == 0 && errno == ENOENT));
 }
 
@@ -421,7 +433,7 @@ Napi::Value EbpfSocketTracer::Close(const Napi::CallbackInfo& info) {
     links_.clear();
     ring_ = nullptr;
     obj_ = nullptr;
-    countersFd_ = socketInfoFd_ = activeIoFd_ = pidFilterFd_ = -1;
+    countersFd_ = socketInfoFd_ = configFd_ = pidFilterFd_ = -1;
     onBatch_.Reset();
     batchView_.Reset();
     if (started_) Napi::ObjectWrap<EbpfSocketTracer>::Unref();

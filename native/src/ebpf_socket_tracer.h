@@ -57,7 +57,7 @@ class EbpfSocketTracer : public Napi::ObjectWrap<EbpfSocketTracer> {
   ring_buffer* ring_ = nullptr;
   int countersFd_ = -1;
   int socketInfoFd_ = -1;
-  int activeIoFd_ = -1;
+  int configFd_ = -1;
   int pidFilterFd_ = -1;
   // Records are copied here (u32 length, u32 reserved, record, padded to 8) until the batch is
   // full or the ring is empty; then one Buffer goes to JS.

@@ -15,6 +15,8 @@ export interface EbpfCollectorConfig {
   capBytes?: number;
   /** Ring buffer bytes. Default 8 MiB. */
   ringBytes?: number;
+  /** Wake the reader once this many bytes wait in the ring (see EbpfSocketTracerOptions.wakeupBytes). */
+  wakeupBytes?: number;
   /** Kernel socket map entries. Default 65536. */
   socketMapEntries?: number;
   /** Trace only these processes (empty: all). */
@@ -86,6 +88,7 @@ export class EbpfCollector {
         objectPath: config.objectPath,
         capBytes: config.capBytes,
         ringBytes: config.ringBytes,
+        wakeupBytes: config.wakeupBytes,
         socketMapEntries: config.socketMapEntries,
         pidMode: include.length > 0 ? 'include' : 'exclude',
         pids: include.length > 0 ? include : exclude,

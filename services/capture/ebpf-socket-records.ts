@@ -68,6 +68,20 @@ export class SocketRecordDecoder {
   private src: Buffer | undefined;
   private u32: Uint32Array = new Uint32Array(0);
   private u16: Uint16Array = new Uint16Array(0);
+  /** u32 views of the batch's 16-byte columns (addresses, comm), remade when the batch changes them. */
+  private ipLocalOf: Uint8Array | undefined;
+  private ipLocal32: Uint32Array = new Uint32Array(0);
+  private ipRemote32: Uint32Array = new Uint32Array(0);
+  private comm32: Uint32Array = new Uint32Array(0);
+
+  private batchViewsFor(batch: SocketDataBatch): void {
+    if (batch.ipLocal === this.ipLocalOf) return;
+    const u32Of = (a: Uint8Array): Uint32Array => new Uint32Array(a.buffer, a.byteOffset, a.length >>> 2);
+    this.ipLocalOf = batch.ipLocal;
+    this.ipLocal32 = u32Of(batch.ipLocal);
+    this.ipRemote32 = u32Of(batch.ipRemote);
+    this.comm32 = u32Of(batch.comm);
+  }
 
   /** Typed views over the delivery buffer, remade only when the addon hands a different Buffer. */
   private viewsFor(records: Buffer): void {
@@ -86,8 +100,10 @@ export class SocketRecordDecoder {
    */
   decode(records: Buffer, start: number, end: number, batch: SocketDataBatch): number {
     this.viewsFor(records);
+    this.batchViewsFor(batch);
     const u32 = this.u32;
     const u16 = this.u16;
+    const ipLocal = this.ipLocal32, ipRemote = this.ipRemote32, comm = this.comm32;
     let o = start;
     while (o + 8 <= end) {
       const len = u32[o >>> 2];
@@ -148,12 +164,12 @@ export class SocketRecordDecoder {
       batch.protocol[i] = records[r + REC.PROTOCOL];
       batch.syscall[i] = records[r + REC.SYSCALL];
       batch.isTls[i] = records[r + REC.IS_TLS];
-      // Byte loops, not subarray().set(): a subarray is an object per call, three per record.
-      const ipLocal = batch.ipLocal, ipRemote = batch.ipRemote, comm = batch.comm;
-      for (let k = 0, d = i * 16; k < 16; k++, d++) {
-        ipLocal[d] = records[r + REC.LOCAL_ADDR + k];
-        ipRemote[d] = records[r + REC.REMOTE_ADDR + k];
-        comm[d] = records[r + REC.COMM + k];
+      // Four u32 words per 16-byte field (all 4-aligned in the record and the batch), not
+      // subarray().set(): a subarray is an object per call, three per record.
+      for (let k = 0, d = i * 4, la = w + (REC.LOCAL_ADDR >>> 2), ra = w + (REC.REMOTE_ADDR >>> 2), ca = w + (REC.COMM >>> 2); k < 4; k++, d++) {
+        ipLocal[d] = u32[la + k];
+        ipRemote[d] = u32[ra + k];
+        comm[d] = u32[ca + k];
       }
       batch.payloadOffset[i] = batch.payloadUsed;
       batch.payloadCap[i] = cap;
