@@ -60,8 +60,6 @@ export interface EbpfTracerCounters {
 export interface EbpfMapCounts {
   /** Sockets the kernel side remembers; 0 once every traced socket was closed. */
   socketInfo: number;
-  /** Threads inside a traced syscall right now. */
-  activeIo: number;
 }
 
 /**
@@ -177,7 +175,7 @@ export class EbpfSocketTracer {
   }
 
   mapCounts(): EbpfMapCounts {
-    return this.closed ? { socketInfo: 0, activeIo: 0 } : this.native.mapCounts();
+    return this.closed ? { socketInfo: 0 } : this.native.mapCounts();
   }
 
   /** Adds (trace or skip, per pidMode) or removes a process from the kernel-side filter. */

@@ -329,10 +329,9 @@ uint32_t CountKeys(int fd) {
 Napi::Value EbpfSocketTracer::MapCounts(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Object out = Napi::Object::New(env);
-  out.Set("socketInfo", Napi::Number::New(env, CountKeys(socketInfoFd_)));
   // In-flight syscalls live in per-thread task storage (freed with the thread), which cannot be
-  // listed from user space; kept at 0 for the API.
-  out.Set("activeIo", Napi::Number::New(env, 0));
+  // listed from user space, so only the socket map is counted.
+  out.Set("socketInfo", Napi::Number::New(env, CountKeys(socketInfoFd_)));
   return out;
 }
 

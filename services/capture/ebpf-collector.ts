@@ -184,9 +184,9 @@ export class EbpfCollector {
     };
   }
 
-  /** Kernel-side map sizes for gauges (sockets remembered, syscalls in flight). */
-  mapCounts(): { socketInfo: number; activeIo: number } {
-    return this.tracer?.mapCounts() ?? { socketInfo: 0, activeIo: 0 };
+  /** Kernel-side map sizes for gauges and tests (sockets remembered). */
+  mapCounts(): { socketInfo: number } {
+    return this.tracer?.mapCounts() ?? { socketInfo: 0 };
   }
 
   /** Adds a process to the kernel filter at run time (e.g. a new agent process to exclude). */
