@@ -453,18 +453,25 @@ static __always_inline void peer_from_sockaddr(struct sock_event *ev, __u64 addr
 
 /* ---- data syscalls ---- */
 
-static __always_inline int enter_io(__u32 fd, __u64 buf, __u32 vlen, __u8 sys, __u8 dir, __u64 addr) {
-  struct sock_trace_config *cfg = get_config();
-  if (!cfg) return 0;
+/* The calling thread's state at a traced syscall's entry, its previous syscall forgotten; NULL
+ * when the thread is not traced, or its state cannot be had (counted). */
+static __always_inline struct thread_state *syscall_enter_state(const struct sock_trace_config *cfg, __u32 tgid) {
   struct thread_state *st = thread_state_get(true);
   if (!st) {
     count(CNT_ACTIVE_MAP_FULL);
-    return 0;
+    return NULL;
   }
   st->io.syscall = 0;
+  return thread_wanted(st, tgid, cfg) ? st : NULL;
+}
+
+static __always_inline int enter_io(__u32 fd, __u64 buf, __u32 vlen, __u8 sys, __u8 dir, __u64 addr) {
+  struct sock_trace_config *cfg = get_config();
+  if (!cfg) return 0;
   __u64 pid_tgid = bpf_get_current_pid_tgid();
   __u32 tgid = pid_tgid >> 32;
-  if (!thread_wanted(st, tgid, cfg)) return 0;
+  struct thread_state *st = syscall_enter_state(cfg, tgid);
+  if (!st) return 0;
   /* Whether fd is an inet socket is decided at the exit, and only when bytes moved: reads that
    * find nothing (EAGAIN, every other read of an event loop) and non-socket fds cost no lookup
    * here. Only TLS work pending on the thread needs the socket known now. */
@@ -681,13 +688,8 @@ EXIT_IO(recvmmsg, SYS_RECVMMSG, true)
 static __always_inline int enter_remember(__u32 fd, __u8 sys) {
   struct sock_trace_config *cfg = get_config();
   if (!cfg) return 0;
-  struct thread_state *st = thread_state_get(true);
-  if (!st) {
-    count(CNT_ACTIVE_MAP_FULL);
-    return 0;
-  }
-  st->io.syscall = 0;
-  if (!thread_wanted(st, bpf_get_current_pid_tgid() >> 32, cfg)) return 0;
+  struct thread_state *st = syscall_enter_state(cfg, bpf_get_current_pid_tgid() >> 32);
+  if (!st) return 0;
   st->io.ts_ns = bpf_ktime_get_ns();
   st->io.fd = fd;
   st->io.syscall = sys;
