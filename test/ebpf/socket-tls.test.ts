@@ -16,8 +16,9 @@ const EGRESS = 0, INGRESS = 1;
 const available = ebpfStatus();
 const maybe = available.available ? test.serial : test.serial.skip;
 
-maybe('HTTPS from curl and from a Node https client to a Node https server appears in plaintext with is_tls', async (t) => {
-  t.timeout(60_000);
+/** A temp dir with a self-signed key and certificate, a free port, and a Node https server script
+ * answering `hello <url>` on it (run by the test, so it decides when the server starts). */
+async function httpsServerSetup(): Promise<{ dir: string; port: number; serverScript: string }> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'flowtap-tls-'));
   const key = path.join(dir, 'key.pem');
   const cert = path.join(dir, 'cert.pem');
@@ -26,6 +27,12 @@ maybe('HTTPS from curl and from a Node https client to a Node https server appea
   const serverScript = `const fs = require('fs');
     require('https').createServer({ key: fs.readFileSync(${JSON.stringify(key)}), cert: fs.readFileSync(${JSON.stringify(cert)}) },
       (req, res) => { res.writeHead(200, { 'content-type': 'text/plain' }); res.end('hello ' + req.url); }).listen(${port}, '127.0.0.1');`;
+  return { dir, port, serverScript };
+}
+
+maybe('HTTPS from curl and from a Node https client to a Node https server appears in plaintext with is_tls', async (t) => {
+  t.timeout(60_000);
+  const { dir, port, serverScript } = await httpsServerSetup();
   // The server runs before the probes exist (a running process); the clients start after them.
   const server = spawn(process.execPath, ['-e', serverScript], { stdio: 'ignore' });
   await waitListening(port);
@@ -104,14 +111,7 @@ maybe('HTTPS from curl and from a Node https client to a Node https server appea
 // the first connection, counted as tls_no_fd).
 maybe('sequential HTTPS connections from one Node process each appear in plaintext', async (t) => {
   t.timeout(60_000);
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'flowtap-tls-'));
-  const key = path.join(dir, 'key.pem');
-  const cert = path.join(dir, 'cert.pem');
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=localhost'], { stdio: 'ignore' });
-  const port = await freePort();
-  const serverScript = `const fs = require('fs');
-    require('https').createServer({ key: fs.readFileSync(${JSON.stringify(key)}), cert: fs.readFileSync(${JSON.stringify(cert)}) },
-      (req, res) => { res.writeHead(200, { 'content-type': 'text/plain' }); res.end('hello ' + req.url); }).listen(${port}, '127.0.0.1');`;
+  const { dir, port, serverScript } = await httpsServerSetup();
   const server = spawn(process.execPath, ['-e', serverScript], { stdio: 'ignore' });
   await waitListening(port);
   const { collector, rows } = collectRows({ capBytes: 4096 }, (r: Row) => r.localPort === port || r.remotePort === port);
