@@ -62,7 +62,7 @@ export async function runCollector(argv: string[]): Promise<void> {
   metrics.trackSize('connections_total', () => server.stats.connections);
   metrics.trackSize('frames_total', () => server.stats.frames);
   metrics.trackSize('duplicate_frames_total', () => server.stats.duplicateFrames);
-  for (const t of ['l4', 'l7', 'metrics'] as const) metrics.trackSize(`records_${t}`, () => server.records[t]);
+  for (const t of ['l4', 'l7', 'metrics', 'profile'] as const) metrics.trackSize(`records_${t}`, () => server.records[t]);
   const bound = await server.listen();
   const mport = await metrics.listen('127.0.0.1', metricsPort);
   log.info('collector listening', { port: bound, metrics: `http://127.0.0.1:${mport}/metrics`, sinks: sinks.map((s) => s.name) });

@@ -3,11 +3,11 @@
 // frame is counted by reason and closes that connection only; the other agents go on.
 // Frames from one agent's spool epoch are deduplicated by sequence number, so a sender that
 // resends after a lost acknowledgement does not store its records twice (while this process lives).
+// Profile frames carry ProfileBatch messages and go to the sinks' profile tables.
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
-import { ACK_BYTES, FrameError, HEADER_BYTES, MAX_FRAME_BYTES, decodeFrame, encodeAck } from '../sender/frame';
-import type { RecordType } from '../sender/columns';
-import { countDrop, SinkBatch, type Sink } from '../sender/sink';
+import { ACK_BYTES, FrameError, HEADER_BYTES, MAX_FRAME_BYTES, decodeFrame, encodeAck, type FrameType } from '../sender/frame';
+import { countDrop, ProfileSinkBatch, SinkBatch, type Sink } from '../sender/sink';
 
 export interface CollectorOptions {
   host: string;
@@ -26,7 +26,8 @@ export interface CollectorOptions {
 export class CollectorServer {
   readonly drops = new Map<string, number>();
   readonly stats = { connections: 0, open: 0, frames: 0, duplicateFrames: 0 };
-  readonly records: Record<RecordType, number> = { l4: 0, l7: 0, metrics: 0 };
+  /** Records stored, by type; for profiles, rows (stacks). */
+  readonly records: Record<FrameType, number> = { l4: 0, l7: 0, metrics: 0, profile: 0 };
   private readonly server: net.Server;
   private readonly lastSeq = new Map<string, number>();
   private readonly sockets = new Set<net.Socket>();
@@ -111,7 +112,7 @@ export class CollectorServer {
   /** Checks, deduplicates and stores one frame; resolves to its acknowledgement. */
   private handleFrame(frame: Buffer): Promise<Buffer> {
     const decoded = decodeFrame(frame); // throws FrameError before anything is written
-    const { header, type, records } = decoded;
+    const { header } = decoded;
     const stream = `${header.agentId}/${header.epoch}`;
     const run = async (): Promise<Buffer> => {
       this.stats.frames++;
@@ -119,8 +120,19 @@ export class CollectorServer {
         this.stats.duplicateFrames++;
         return encodeAck(header.epoch, header.seq);
       }
-      const batch = new SinkBatch(type, new Uint8Array(0), records);
-      for (const sink of this.opts.sinks) await sink.write(batch);
+      let stored: number;
+      if (decoded.type === 'profile') {
+        stored = 0;
+        for (const message of decoded.records) {
+          const batch = new ProfileSinkBatch(message, new Uint8Array(0));
+          for (const sink of this.opts.sinks) await sink.writeProfile?.(batch);
+          stored += batch.count;
+        }
+      } else {
+        const batch = new SinkBatch(decoded.type, new Uint8Array(0), decoded.records);
+        for (const sink of this.opts.sinks) await sink.write(batch);
+        stored = decoded.records.length;
+      }
       // An acknowledgement promises the rows are stored, so buffering sinks write out first.
       for (const sink of this.opts.sinks) await sink.flush();
       for (const sink of this.opts.sinks) {
@@ -128,7 +140,7 @@ export class CollectorServer {
         if ((sink.pendingRows?.() ?? 0) > 0) throw new Error(`${sink.name} could not store the rows yet`);
       }
       this.lastSeq.set(stream, header.seq);
-      this.records[type] += records.length;
+      this.records[decoded.type] += stored;
       return encodeAck(header.epoch, header.seq);
     };
     const result = this.writing.then(run);

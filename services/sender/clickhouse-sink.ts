@@ -1,9 +1,10 @@
 // ClickHouse over its HTTP interface: tables created at start, rows buffered per table and
 // inserted in batches as JSONEachRow. The DDL keeps to what old servers (Debian's 18.16)
 // understand - MergeTree with PARTITION BY/ORDER BY, Nullable - and suits current ones too;
-// on a cluster, point `url` at a node and put Distributed tables over these.
-import { RECORD_TYPES, TABLE_NAMES, TIME_COLUMNS, TIME_UNIT_SECONDS, tableColumns, type Column, type RecordType } from './columns';
-import { countDrop, type Row, type Sink, type SinkBatch } from './sink';
+// on a cluster, point `url` at a node and put Distributed tables over these. Profiles are one
+// more table; their drops carry the suffix _profile (rows of the other tables have none).
+import { storeTables, type Column, type RecordType, type StoreTable, type TableKey } from './columns';
+import { countDrop, type ProfileSinkBatch, type Row, type Sink, type SinkBatch } from './sink';
 
 export interface ClickHouseOptions {
   url: string;
@@ -22,13 +23,21 @@ function chType(c: Column): string {
   return c.nullable ? `Nullable(${t})` : t;
 }
 
-export function createTableSql(database: string, type: RecordType): string {
-  const cols = tableColumns()[type].map((c) => `\`${c.name}\` ${chType(c)}`).join(', ');
-  const time = `\`${TIME_COLUMNS[type]}\``;
-  const seconds = TIME_UNIT_SECONDS[type] === 1 ? time : `intDiv(${time}, 1000000)`;
-  return `CREATE TABLE IF NOT EXISTS ${database}.${TABLE_NAMES[type]} (${cols}) ` +
+function storeTable(key: TableKey): StoreTable {
+  return storeTables().find((t) => t.key === key)!;
+}
+
+export function createTableSql(database: string, key: TableKey): string {
+  const { table, columns, time: timeColumn, unitSeconds } = storeTable(key);
+  const cols = columns.map((c) => `\`${c.name}\` ${chType(c)}`).join(', ');
+  const time = `\`${timeColumn}\``;
+  const seconds = unitSeconds === 1 ? time : `intDiv(${time}, 1000000)`;
+  return `CREATE TABLE IF NOT EXISTS ${database}.${table} (${cols}) ` +
     `ENGINE = MergeTree() PARTITION BY toYYYYMMDD(toDateTime(${seconds})) ORDER BY (${time})`;
 }
+
+/** A drop reason for rows of `key`: profile drops are told apart by a suffix. */
+const dropReason = (reason: string, key: TableKey): string => (key === 'profile' ? `${reason}_profile` : reason);
 
 /** JSONEachRow wants 0/1 for UInt8. */
 const boolsAsInts = (_key: string, v: unknown): unknown => (typeof v === 'boolean' ? (v ? 1 : 0) : v);
@@ -60,7 +69,9 @@ export class ClickHouseSink implements Sink {
   readonly drops = new Map<string, number>();
   readonly written: Record<RecordType, number> = { l4: 0, l7: 0, metrics: 0 };
   readonly client: ClickHouseClient;
-  private readonly buffers: Record<RecordType, string[]> = { l4: [], l7: [], metrics: [] };
+  profileRows = 0;
+  /** JSON lines waiting for an INSERT, per table. */
+  private readonly buffers: Record<TableKey, string[]> = { l4: [], l7: [], metrics: [], profile: [] };
   private tablesReady = false;
   private flushing: Promise<void> = Promise.resolve();
   private readonly timer: NodeJS.Timeout;
@@ -77,14 +88,14 @@ export class ClickHouseSink implements Sink {
   async createTables(): Promise<void> {
     if (this.tablesReady) return;
     await this.client.query(`CREATE DATABASE IF NOT EXISTS ${this.opts.database}`);
-    for (const type of RECORD_TYPES) {
-      await this.client.query(createTableSql(this.opts.database, type));
+    for (const { key, table, columns } of storeTables()) {
+      await this.client.query(createTableSql(this.opts.database, key));
       // Fields added to the schema since the table was made become columns (defaults for old rows).
       const have = new Set((await this.client.query(
-        `SELECT name FROM system.columns WHERE database = '${this.opts.database}' AND table = '${TABLE_NAMES[type]}' FORMAT TabSeparated`,
+        `SELECT name FROM system.columns WHERE database = '${this.opts.database}' AND table = '${table}' FORMAT TabSeparated`,
       )).split('\n').filter(Boolean));
-      for (const c of tableColumns()[type]) {
-        if (!have.has(c.name)) await this.client.query(`ALTER TABLE ${this.opts.database}.${TABLE_NAMES[type]} ADD COLUMN \`${c.name}\` ${chType(c)}`);
+      for (const c of columns) {
+        if (!have.has(c.name)) await this.client.query(`ALTER TABLE ${this.opts.database}.${table} ADD COLUMN \`${c.name}\` ${chType(c)}`);
       }
     }
     this.tablesReady = true;
@@ -95,11 +106,17 @@ export class ClickHouseSink implements Sink {
     if (this.buffers[batch.type].length >= this.opts.batchRows) await this.flush();
   }
 
-  append(type: RecordType, rows: readonly Row[]): void {
-    const buf = this.buffers[type];
+  /** Buffers one interval's stacks for the profile table. */
+  async writeProfile(batch: ProfileSinkBatch): Promise<void> {
+    this.append('profile', batch.rows());
+    if (this.buffers.profile.length >= this.opts.batchRows) await this.flush();
+  }
+
+  append(key: TableKey, rows: readonly Row[]): void {
+    const buf = this.buffers[key];
     for (const row of rows) {
       if (buf.length >= this.maxBuffered) {
-        countDrop(this.drops, 'clickhouse_buffer_full');
+        countDrop(this.drops, dropReason('clickhouse_buffer_full', key));
         continue;
       }
       buf.push(JSON.stringify(row, boolsAsInts));
@@ -119,32 +136,34 @@ export class ClickHouseSink implements Sink {
       this.opts.log?.('clickhouse unavailable', { error: (err as Error).message });
       return;
     }
-    for (const type of RECORD_TYPES) {
-      const buf = this.buffers[type];
+    for (const { key, table } of storeTables()) {
+      const buf = this.buffers[key];
       while (buf.length > 0) {
         const n = Math.min(buf.length, this.opts.batchRows);
         const body = buf.slice(0, n).join('\n') + '\n';
         try {
-          await this.client.query(`INSERT INTO ${this.opts.database}.${TABLE_NAMES[type]} FORMAT JSONEachRow`, body);
+          await this.client.query(`INSERT INTO ${this.opts.database}.${table} FORMAT JSONEachRow`, body);
         } catch (err) {
           const msg = (err as Error).message;
-          this.opts.log?.('clickhouse insert failed', { table: TABLE_NAMES[type], error: msg });
+          this.opts.log?.('clickhouse insert failed', { table, error: msg });
           // A server that rejects the data (4xx) will reject it again: drop and count; else retry later.
           if (/^ClickHouse 4\d\d/.test(msg)) {
-            countDrop(this.drops, 'clickhouse_rejected', n);
+            countDrop(this.drops, dropReason('clickhouse_rejected', key), n);
             buf.splice(0, n);
             continue;
           }
           return;
         }
         buf.splice(0, n);
-        this.written[type] += n;
+        if (key === 'profile') this.profileRows += n;
+        else this.written[key] += n;
       }
     }
   }
 
+  /** Rows buffered in every table, profiles included. */
   get bufferedRows(): number {
-    return this.buffers.l4.length + this.buffers.l7.length + this.buffers.metrics.length;
+    return this.buffers.l4.length + this.buffers.l7.length + this.buffers.metrics.length + this.buffers.profile.length;
   }
 
   pendingRows(): number {
@@ -154,7 +173,9 @@ export class ClickHouseSink implements Sink {
   async close(): Promise<void> {
     clearInterval(this.timer);
     await this.flush();
-    const left = this.bufferedRows;
-    if (left > 0) countDrop(this.drops, 'clickhouse_unsent_at_close', left);
+    for (const { key } of storeTables()) {
+      const left = this.buffers[key].length;
+      if (left > 0) countDrop(this.drops, dropReason('clickhouse_unsent_at_close', key), left);
+    }
   }
 }

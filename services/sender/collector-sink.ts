@@ -2,11 +2,13 @@
 // on-disk spool first and is sent from there; the collector acknowledges frames once stored, and
 // only then do they leave the spool. While the collector is unreachable the spool fills; past
 // its bound, batches are dropped and their records counted (reason collector_spool_full).
-// Reconnects back off exponentially with jitter.
+// Reconnects back off exponentially with jitter. Profiles take the same road as PROFILE_BATCH
+// frames; their drops carry the suffix _profile and count rows (stacks).
 import net from 'node:net';
-import { ACK_BYTES, ACK_MAGIC, Encoder, KIND_OF_TYPE, MAX_RAW_BYTES, encodeFrame, splitBatchBody } from './frame';
+import { flowtap } from '../../lib/proto';
+import { ACK_BYTES, ACK_MAGIC, Encoder, KIND_OF_TYPE, MAX_RAW_BYTES, PROFILE_KIND, encodeFrame, splitBatchBody } from './frame';
 import type { RecordType } from './columns';
-import { countDrop, type Sink, type SinkBatch } from './sink';
+import { countDrop, type ProfileSinkBatch, type Sink, type SinkBatch } from './sink';
 import { Spool } from './spool';
 
 export interface CollectorSinkOptions {
@@ -29,6 +31,7 @@ export class CollectorSink implements Sink {
   readonly name = 'collector';
   readonly drops = new Map<string, number>();
   readonly written: Record<RecordType, number> = { l4: 0, l7: 0, metrics: 0 };
+  profileRows = 0;
   readonly stats = { connects: 0, framesSent: 0, recordsAcked: 0, bytesSent: 0 };
   readonly spool: Spool;
   private socket?: net.Socket;
@@ -62,20 +65,78 @@ export class CollectorSink implements Sink {
       countDrop(this.drops, 'collector_bad_batch', batch.count);
       return;
     }
-    const kind = KIND_OF_TYPE[batch.type];
-    // Frames of at most frameRawBytes of records.
+    const { spooled, refused } = this.spoolRecords(KIND_OF_TYPE[batch.type], records);
+    this.written[batch.type] += spooled;
+    if (refused > 0) countDrop(this.drops, 'collector_spool_full', refused);
+    this.pump();
+  }
+
+  /**
+   * Spools one profile interval. Its body goes as received, one record; an interval too big
+   * for a frame is cut into slices of its stacks, each a ProfileBatch of the interval.
+   */
+  async writeProfile(batch: ProfileSinkBatch): Promise<void> {
+    if (batch.count === 0) return;
+    const slices = 4 + batch.body.length <= this.frameRawBytes
+      ? [{ bytes: batch.body, rows: batch.count }]
+      : this.sliceProfile(batch.message);
+    const { spooled, refused } = this.spoolRecords(PROFILE_KIND, slices.map((s) => s.bytes), (i) => slices[i].rows);
+    this.profileRows += spooled;
+    if (refused > 0) countDrop(this.drops, 'collector_spool_full_profile', refused);
+    this.pump();
+  }
+
+  /** ProfileBatch slices of at most about frameRawBytes; lost_samples goes with the first only, so sums stay right. */
+  private sliceProfile(m: flowtap.IProfileBatch): Array<{ bytes: Uint8Array; rows: number }> {
+    const stacks = m.stacks ?? [];
+    const out: Array<{ bytes: Uint8Array; rows: number }> = [];
+    // The record's length prefix and the interval's fields (three varints, at most 26 bytes).
+    const fixed = 4 + 32;
+    let start = 0;
+    let size = fixed;
+    const emit = (end: number) => {
+      const slice = stacks.slice(start, end);
+      const bytes = flowtap.ProfileBatch.encode({
+        start_time: m.start_time, end_time: m.end_time, sample_hz: m.sample_hz, stacks: slice, lost_samples: out.length === 0 ? m.lost_samples : 0,
+      }).finish();
+      out.push({ bytes, rows: slice.length });
+      start = end;
+      size = fixed;
+    };
+    for (let i = 0; i < stacks.length; i++) {
+      // Tag and length varint (at most 6 bytes), then the stack.
+      const stackBytes = 6 + flowtap.ProfileStack.encode(stacks[i]).len;
+      if (i > start && size + stackBytes > this.frameRawBytes) emit(i);
+      size += stackBytes;
+    }
+    emit(stacks.length);
+    return out;
+  }
+
+  /**
+   * Appends records to the spool in frames of at most frameRawBytes of payload. `rowsOf` says
+   * how many rows a record holds (1 unless given). Returns the rows spooled and refused (spool full).
+   */
+  private spoolRecords(kind: number, records: readonly Uint8Array[], rowsOf?: (i: number) => number): { spooled: number; refused: number } {
+    let spooled = 0;
+    let refused = 0;
     let start = 0;
     while (start < records.length) {
       let end = start;
       let raw = 0;
       while (end < records.length && (end === start || raw + 4 + records[end].length <= this.frameRawBytes)) raw += 4 + records[end++].length;
       const chunk = records.slice(start, end);
+      let rows = chunk.length;
+      if (rowsOf) {
+        rows = 0;
+        for (let i = start; i < end; i++) rows += rowsOf(i);
+      }
       const ok = this.spool.append((seq) => encodeFrame(kind, chunk, this.opts.agentId, this.spool.epoch, seq, this.opts.encoder), chunk.length);
-      if (ok) this.written[batch.type] += chunk.length;
-      else countDrop(this.drops, 'collector_spool_full', chunk.length);
+      if (ok) spooled += rows;
+      else refused += rows;
       start = end;
     }
-    this.pump();
+    return { spooled, refused };
   }
 
   private connect(): void {

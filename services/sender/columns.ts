@@ -89,8 +89,9 @@ export function meterFields(name: 'FlowMeter' | 'AppMeterValues'): string[] {
 }
 
 /**
- * Profiles are stored apart from the three record types (the collector protocol and the replay
- * outputs know only those): one row per folded stack per process per interval.
+ * Profiles are a table beside the three record types: one row per folded stack per process per
+ * interval. They travel as whole ProfileBatch messages (the collector protocol's kind 9), not as
+ * a fourth RecordType, since a batch's interval fields belong to all its rows.
  */
 export const PROFILE_TABLE = 'profile';
 export const PROFILE_TIME_COLUMN = 'end_time';
@@ -104,4 +105,28 @@ export function profileColumns(): Column[] {
     ...messageColumns('ProfileStack', false),
   ];
   return profileCached;
+}
+
+/** A table of a store (SQLite, ClickHouse): the record types', then the profile table. */
+export type TableKey = RecordType | 'profile';
+export interface StoreTable {
+  key: TableKey;
+  table: string;
+  columns: Column[];
+  /** The column the table is indexed, ordered and aged out by, and its unit in seconds. */
+  time: string;
+  unitSeconds: number;
+}
+
+let storeCached: StoreTable[] | undefined;
+
+/** Every table of a store, the three record types first. Profile times are µs like the logs'. */
+export function storeTables(): readonly StoreTable[] {
+  if (storeCached) return storeCached;
+  const columns = tableColumns();
+  storeCached = [
+    ...RECORD_TYPES.map((type) => ({ key: type, table: TABLE_NAMES[type], columns: columns[type], time: TIME_COLUMNS[type], unitSeconds: TIME_UNIT_SECONDS[type] })),
+    { key: 'profile', table: PROFILE_TABLE, columns: profileColumns(), time: PROFILE_TIME_COLUMN, unitSeconds: 1e-6 },
+  ];
+  return storeCached;
 }

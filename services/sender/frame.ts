@@ -4,7 +4,8 @@
 //   header  = frame_size u32 (whole frame) | version u8 | message_type u8 (MessageKind) |
 //             encoder u8 (0 none, 1 zstd) | reserved u8 (0) | agent_id u32 | epoch u32 |
 //             seq u64 | record_count u32 | raw_size u32 (payload size before compression)
-//   payload = record_count x (length u32 + one protobuf record: L4FlowLog, L7FlowLog or Document)
+//   payload = record_count x (length u32 + one protobuf record: L4FlowLog, L7FlowLog, Document,
+//             or for message_type 9 a ProfileBatch: one profile interval or a slice of its stacks)
 //   ack     = 'FTAK' u32 | epoch u32 | seq u64: every frame of `epoch` up to `seq` is stored.
 import { compress } from 'zstd-napi';
 import { flowtap } from '../../lib/proto';
@@ -27,9 +28,14 @@ export const KIND_OF_TYPE: Record<RecordType, number> = {
   l7: flowtap.MessageKind.L7_LOG_BATCH,
   metrics: flowtap.MessageKind.DOCUMENT_BATCH,
 };
-export const TYPE_OF_KIND = new Map<number, RecordType>(
-  (Object.entries(KIND_OF_TYPE) as Array<[RecordType, number]>).map(([t, k]) => [k, t]),
-);
+/** Profiles travel whole: each record of a PROFILE_BATCH frame is a ProfileBatch message. */
+export const PROFILE_KIND = flowtap.MessageKind.PROFILE_BATCH;
+/** What a frame carries: records of one type, or profile intervals. */
+export type FrameType = RecordType | 'profile';
+export const TYPE_OF_KIND = new Map<number, FrameType>([
+  ...(Object.entries(KIND_OF_TYPE) as Array<[RecordType, number]>).map(([t, k]): [number, FrameType] => [k, t]),
+  [PROFILE_KIND, 'profile'],
+]);
 
 export interface FrameHeader {
   frameSize: number;
@@ -132,11 +138,14 @@ export class FrameError extends Error {
   }
 }
 
-export interface DecodedFrame {
-  header: FrameHeader;
-  type: RecordType;
-  records: Array<flowtap.L4FlowLog | flowtap.L7FlowLog | flowtap.Document>;
-}
+export type DecodedFrame = { header: FrameHeader } & (
+  | { type: RecordType; records: Array<flowtap.L4FlowLog | flowtap.L7FlowLog | flowtap.Document> }
+  | { type: 'profile'; records: flowtap.ProfileBatch[] }
+);
+
+const DECODER_OF_TYPE: Record<FrameType, { decode(bytes: Uint8Array): unknown }> = {
+  l4: flowtap.L4FlowLog, l7: flowtap.L7FlowLog, metrics: flowtap.Document, profile: flowtap.ProfileBatch,
+};
 
 /**
  * Checks and decodes one whole frame: version, type, encoder, sizes, and that every record
@@ -169,8 +178,8 @@ export function decodeFrame(frame: Uint8Array, maxRawBytes = MAX_RAW_BYTES): Dec
     throw new FrameError('unknown_encoder', `encoder ${header.encoder}`);
   }
   if (raw.length !== header.rawSize) throw new FrameError('raw_size_mismatch', `${raw.length} bytes, header says ${header.rawSize}`);
-  const decoder = type === 'l4' ? flowtap.L4FlowLog : type === 'l7' ? flowtap.L7FlowLog : flowtap.Document;
-  const records: DecodedFrame['records'] = [];
+  const decoder = DECODER_OF_TYPE[type];
+  const records: unknown[] = [];
   const view = new DataView(raw.buffer, raw.byteOffset, raw.length);
   let p = 0;
   while (p < raw.length) {
@@ -179,7 +188,7 @@ export function decodeFrame(frame: Uint8Array, maxRawBytes = MAX_RAW_BYTES): Dec
     p += 4;
     if (p + len > raw.length) throw new FrameError('bad_record_length', `record of ${len} bytes past the end`);
     try {
-      records.push(decoder.decode(raw.subarray(p, p + len)) as DecodedFrame['records'][number]);
+      records.push(decoder.decode(raw.subarray(p, p + len)));
     } catch (err) {
       throw new FrameError('undecodable_record', (err as Error).message);
     }
@@ -188,5 +197,6 @@ export function decodeFrame(frame: Uint8Array, maxRawBytes = MAX_RAW_BYTES): Dec
   if (records.length !== header.recordCount) {
     throw new FrameError('record_count_mismatch', `${records.length} records, header says ${header.recordCount}`);
   }
-  return { header, type, records };
+  // The decoder was chosen by type, so the records are of that type.
+  return { header, type, records } as DecodedFrame;
 }

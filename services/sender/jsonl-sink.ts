@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { RECORD_TYPES, type RecordType } from './columns';
 import { JsonWriter } from './json-writer';
-import type { Sink, SinkBatch } from './sink';
+import type { ProfileSinkBatch, Sink, SinkBatch } from './sink';
 
 export const JSONL_FILES = {
   l4: 'l4_flow_log.jsonl',
@@ -93,9 +93,10 @@ export class JsonlSink implements Sink {
   }
 
   /** Appends profile rows to profile.jsonl (appended to, never truncated: profiles are live only). */
-  async writeProfile(rows: ReadonlyArray<Record<string, unknown>>): Promise<void> {
+  async writeProfile(batch: ProfileSinkBatch): Promise<void> {
     if (this.failure) throw this.failure;
-    if (rows.length === 0) return;
+    if (batch.count === 0) return;
+    const rows = batch.rows();
     if (!this.files.has('profile')) this.open('profile', 'a');
     this.profileRows += rows.length;
     await this.append('profile', this.print(rows));

@@ -1,13 +1,11 @@
-// The sender: takes metric documents, L4 and L7 flow logs, and writes them to the sinks named
-// in `sender.sinks` (jsonl, sqlite, collector, clickhouse). Drops are counted by reason, each
-// prefixed with its sink's (see docs/storage.md).
-import { flowtap } from '../../lib/proto';
+// The sender: takes metric documents, L4 and L7 flow logs and eBPF profiles, and writes them to
+// the sinks named in `sender.sinks` (jsonl, sqlite, collector, clickhouse). Drops are counted by
+// reason, each prefixed with its sink's (see docs/storage.md).
 import { kindName, runService } from '../../lib/service';
 import { Kind } from '../../lib/transport';
 import type { RecordType } from './columns';
 import { CollectorSink } from './collector-sink';
-import { profileRows } from './records';
-import { DecodeScratch, SinkBatch } from './sink';
+import { DecodeScratch, ProfileSinkBatch, SinkBatch } from './sink';
 import { SqliteSink } from './sqlite-sink';
 import { buildSinks } from './sinks';
 
@@ -26,9 +24,12 @@ void runService({
     // Every sink is done with a batch when write() resolves (none keeps it), and batches come
     // one at a time: each is decoded into the columns of the one before.
     const scratch = new DecodeScratch();
-    // Records a sink threw on (e.g. jsonl on a full disk), by sink: reason <sink>_write_error.
+    // Records a sink threw on (e.g. jsonl on a full disk), by sink: reason <sink>_write_error
+    // (<sink>_write_error_profile for profile rows).
     const sinkErrors = new Map<string, number>();
     ctx.metrics.trackDrops('', () => new Map([...sinkErrors].map(([name, n]) => [`${name}_write_error`, n])));
+    const profileErrors = new Map<string, number>();
+    ctx.metrics.trackDrops('', () => new Map([...profileErrors].map(([name, n]) => [`${name}_write_error_profile`, n])));
     for (const sink of sinks) {
       ctx.metrics.trackDrops('', () => sink.drops);
       for (const type of ['l4', 'l7', 'metrics'] as const) {
@@ -49,19 +50,19 @@ void runService({
     ctx.metrics.trackSize('rows_written_l4', () => first.written.l4);
     ctx.metrics.trackSize('rows_written_l7', () => first.written.l7);
     ctx.metrics.trackSize('rows_written_metrics', () => first.written.metrics);
-    // Profiles (capture's eBPF profiler) go only to the sinks that store them: jsonl and sqlite.
+    // Profiles (capture's eBPF profiler) go to every sink that stores them (all four do).
     const profileSinks = sinks.filter((s) => s.writeProfile);
     for (const sink of profileSinks) ctx.metrics.trackSize(`${sink.name}_rows_written_profile`, () => sink.profileRows ?? 0);
     return {
       async onBatch(kind, body) {
         if (kind === Kind.PROFILE_BATCH) {
-          const rows = profileRows(flowtap.ProfileBatch.decode(body));
-          ctx.metrics.recordsIn.inc({ kind: kindName(kind) }, rows.length);
+          const batch = ProfileSinkBatch.decode(body);
+          ctx.metrics.recordsIn.inc({ kind: kindName(kind) }, batch.count);
           for (const sink of profileSinks) {
             try {
-              await sink.writeProfile!(rows);
+              await sink.writeProfile!(batch);
             } catch (err) {
-              sinkErrors.set(sink.name, (sinkErrors.get(sink.name) ?? 0) + rows.length);
+              profileErrors.set(sink.name, (profileErrors.get(sink.name) ?? 0) + batch.count);
               ctx.log.warn('a sink failed to write profiles', { sink: sink.name, error: (err as Error).message });
             }
           }

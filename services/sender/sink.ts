@@ -4,7 +4,7 @@
 import { flowtap } from '../../lib/proto';
 import type { RecordType } from './columns';
 import type { JsonWriter } from './json-writer';
-import { documentRow, l4Row, l7Row } from './records';
+import { documentRow, l4Row, l7Row, profileRows } from './records';
 import type { WireTable } from './wire-batch';
 import { decodeRecordBatch, numberColumn, rowObjects, writeJsonLines } from './wire-rows';
 
@@ -105,6 +105,38 @@ export class SinkBatch {
   }
 }
 
+/**
+ * One profile interval as received (a ProfileBatch message): its body for the sink that
+ * forwards it (collector), its rows for the stores. Profiles come once per interval per agent,
+ * so this decodes into objects.
+ */
+export class ProfileSinkBatch {
+  private rowsCache?: Row[];
+
+  constructor(readonly message: flowtap.IProfileBatch, readonly body: Uint8Array) {}
+
+  /** Throws on a body that is not a ProfileBatch. */
+  static decode(body: Uint8Array): ProfileSinkBatch {
+    return new ProfileSinkBatch(flowtap.ProfileBatch.decode(asBuffer(body)), body);
+  }
+
+  /** Builds the message's body (tests, the collector's decoded frames). */
+  static fromMessage(message: flowtap.IProfileBatch): ProfileSinkBatch {
+    return new ProfileSinkBatch(message, flowtap.ProfileBatch.encode(message).finish());
+  }
+
+  /** Rows: one per stack. */
+  get count(): number {
+    return this.message.stacks?.length ?? 0;
+  }
+
+  /** The rows of docs/schema.md's profile section, as profile.jsonl prints them. */
+  rows(): Row[] {
+    this.rowsCache ??= profileRows(this.message);
+    return this.rowsCache;
+  }
+}
+
 /** Decoded columns kept from batch to batch (SinkBatch.decode), one table per record type. */
 export class DecodeScratch {
   readonly tables = new Map<RecordType, WireTable>();
@@ -134,9 +166,9 @@ export interface Sink {
   readonly written: Record<RecordType, number>;
   /** Takes what it needs from the batch before resolving: the sender reuses its columns for the next one. */
   write(batch: SinkBatch): Promise<void>;
-  /** Profile rows (records.ts profileRows); sinks without a profile store leave this out. */
-  writeProfile?(rows: readonly Row[]): Promise<void>;
-  /** Profile rows accepted. */
+  /** One profile interval; sinks without a profile store leave this out. */
+  writeProfile?(batch: ProfileSinkBatch): Promise<void>;
+  /** Profile rows (stacks) accepted: written, queued for a remote, or spooled. */
   readonly profileRows?: number;
   /** Rows accepted but not yet stored (a remote that is down). */
   pendingRows?(): number;

@@ -4,8 +4,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
-import { PROFILE_TABLE, PROFILE_TIME_COLUMN, RECORD_TYPES, TABLE_NAMES, TIME_COLUMNS, TIME_UNIT_SECONDS, profileColumns, tableColumns, type Column, type RecordType } from './columns';
-import { countDrop, type Sink, type SinkBatch } from './sink';
+import { PROFILE_TABLE, RECORD_TYPES, TABLE_NAMES, profileColumns, storeTables, tableColumns, type Column, type RecordType } from './columns';
+import { countDrop, type ProfileSinkBatch, type Sink, type SinkBatch } from './sink';
 
 export const quoteIdent = (name: string): string => `"${name.replace(/"/g, '""')}"`;
 
@@ -27,7 +27,7 @@ export function openStore(file: string, readonly = false): Database.Database {
   // NORMAL in WAL mode: a crash loses no committed transaction, a power cut may lose the last few.
   db.pragma('synchronous = NORMAL');
   db.pragma('busy_timeout = 5000');
-  for (const { table, cols: tableCols, time } of storeTables()) {
+  for (const { table, columns: tableCols, time } of storeTables()) {
     const cols = tableCols.map((c) => `${quoteIdent(c.name)} ${sqlType(c)}`).join(', ');
     db.exec(`CREATE TABLE IF NOT EXISTS ${table} (${cols})`);
     // A field added to the schema since the file was made becomes a column; old rows get 0/''/NULL.
@@ -40,15 +40,6 @@ export function openStore(file: string, readonly = false): Database.Database {
     db.exec(`CREATE INDEX IF NOT EXISTS ${table}_by_time ON ${table} (${quoteIdent(time)})`);
   }
   return db;
-}
-
-/** Every table of the store: the three record types, then profiles (time in µs like the logs). */
-function storeTables(): Array<{ table: string; cols: Column[]; time: string; unitSeconds: number }> {
-  const columns = tableColumns();
-  return [
-    ...RECORD_TYPES.map((type) => ({ table: TABLE_NAMES[type], cols: columns[type], time: TIME_COLUMNS[type], unitSeconds: TIME_UNIT_SECONDS[type] })),
-    { table: PROFILE_TABLE, cols: profileColumns(), time: PROFILE_TIME_COLUMN, unitSeconds: 1e-6 },
-  ];
 }
 
 export interface SqliteOptions {
@@ -112,15 +103,19 @@ export class SqliteSink implements Sink {
   }
 
   /** Inserts one interval's profile rows in one transaction; a failure counts them as drops. */
-  async writeProfile(rows: ReadonlyArray<Record<string, unknown>>): Promise<void> {
-    if (rows.length === 0) return;
+  async writeProfile(batch: ProfileSinkBatch): Promise<void> {
+    if (batch.count === 0) return;
+    const rows = batch.rows();
     try {
       this.insertProfile(rows);
       this.profileRows += rows.length;
     } catch (err) {
       const code = ((err as { code?: string }).code ?? 'SQLITE_ERROR').toLowerCase();
       countDrop(this.drops, code.startsWith('sqlite_') ? `${code}_profile` : `sqlite_${code}_profile`, rows.length);
+      return;
     }
+    // Profile transactions count toward retention too: a collector may get profiles for a while alone.
+    if (++this.transactions % this.retentionEvery === 0) this.applyRetention();
   }
 
   async write(batch: SinkBatch): Promise<void> {

@@ -10,7 +10,7 @@ import { endpointOf, UPSTREAMS } from '../../lib/topology';
 import { Kind, Outlet } from '../../lib/transport';
 import type { RecordType } from '../../services/sender/columns';
 import { KIND_OF_TYPE } from '../../services/sender/frame';
-import { SinkBatch } from '../../services/sender/sink';
+import { ProfileSinkBatch, SinkBatch } from '../../services/sender/sink';
 
 export const FLOWTAP = path.resolve(__dirname, '..', '..', 'bin', 'flowtap.js');
 const SENDER = path.resolve(__dirname, '..', '..', 'services', 'sender', 'main.js');
@@ -22,9 +22,9 @@ export interface CollectorProcess {
   stop(signal?: NodeJS.Signals): Promise<void>;
 }
 
-/** A collector on `db` without retention (captures from different years share the store). */
-export function startCollector(db: string, port = 0): Promise<CollectorProcess> {
-  const child = spawn(process.execPath, [FLOWTAP, 'collector', '--listen', `127.0.0.1:${port}`, '--sqlite', db, '--metrics-port', '0', '--retention-hours', '0'], {
+/** A collector on `db` without retention (captures from different years share the store); `extraArgs` e.g. --clickhouse. */
+export function startCollector(db: string, port = 0, extraArgs: string[] = []): Promise<CollectorProcess> {
+  const child = spawn(process.execPath, [FLOWTAP, 'collector', '--listen', `127.0.0.1:${port}`, '--sqlite', db, '--metrics-port', '0', '--retention-hours', '0', ...extraArgs], {
     stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, FLOWTAP_LOG_LEVEL: 'warn' },
   });
   let stderr = '';
@@ -51,6 +51,14 @@ export async function scrapeDrops(metricsPort: number): Promise<Record<string, n
   return out;
 }
 
+/** The gauges of flowtap_held_items by `what` (sizes and counts a process reports). */
+export async function scrapeHeld(metricsPort: number): Promise<Record<string, number>> {
+  const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+  const out: Record<string, number> = {};
+  for (const m of text.matchAll(/^flowtap_held_items\{[^}]*what="([^"]+)"[^}]*\} (\d+)/gm)) out[m[1]] = Number(m[2]);
+  return out;
+}
+
 export interface SenderRun {
   code: number | null;
   stderr: string;
@@ -59,9 +67,10 @@ export interface SenderRun {
 
 /**
  * Runs the real sender service once, in replay mode, with `sender` settings, feeds it the
- * batches, ends the stream from every upstream and waits for it to exit.
+ * batches (profile intervals as capture sends them), ends the stream from every upstream and
+ * waits for it to exit.
  */
-export async function runSender(workDir: string, sender: Record<string, unknown>, batches: SinkBatch[]): Promise<SenderRun> {
+export async function runSender(workDir: string, sender: Record<string, unknown>, batches: Array<SinkBatch | ProfileSinkBatch>): Promise<SenderRun> {
   const runtimeDir = fs.mkdtempSync(path.join(workDir, 'rt-'));
   fs.chmodSync(runtimeDir, 0o700);
   const configFile = path.join(workDir, `sender-${Date.now()}.yaml`);
@@ -76,7 +85,7 @@ export async function runSender(workDir: string, sender: Record<string, unknown>
   child.on('message', (m: { type: string; counts: Record<string, number> }) => { if (m.type === 'summary') summary = m.counts; });
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   const out = new Outlet('sender', endpointOf(runtimeDir, 'sender'), 1000);
-  for (const b of batches) await out.send(KIND_OF_TYPE[b.type as RecordType], b.body);
+  for (const b of batches) await out.send(b instanceof ProfileSinkBatch ? Kind.PROFILE_BATCH : KIND_OF_TYPE[b.type as RecordType], b.body);
   for (const source of UPSTREAMS.sender) await out.sendControl(flowtap.Control.Kind.END_OF_STREAM, 0, source);
   const code = await exited;
   out.close();

@@ -1,6 +1,7 @@
 // The ClickHouse sink against a real clickhouse-server (Debian's 18.16) that this file starts:
 // tables are created, and the rows read back are exactly the JSON lines of the same batches,
-// both from the sender's sink and through a collector writing to ClickHouse.
+// both from the sender's sink and through a collector writing to ClickHouse; the same for
+// profile intervals (table `profile`), through a real collector process.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -12,9 +13,10 @@ import { RECORD_TYPES, TABLE_NAMES, type RecordType } from '../../services/sende
 import { CollectorSink } from '../../services/sender/collector-sink';
 import { Encoder } from '../../services/sender/frame';
 import { JsonlSink } from '../../services/sender/jsonl-sink';
-import { SinkBatch } from '../../services/sender/sink';
+import { ProfileSinkBatch, SinkBatch } from '../../services/sender/sink';
 import { startClickHouse, type ClickHouseServer } from './clickhouse-server';
 import { corpusRecords } from './corpus-records';
+import { expectedProfileRows, profileKeys, readSqliteProfile, syntheticProfiles } from './profiles';
 import { canonical, readJsonlText, readSqlite, rowToJson, type Json } from './stores';
 import { startCollector } from '../collector/processes';
 import { runFlowtap } from '../support/replay';
@@ -76,12 +78,60 @@ test('rows in ClickHouse, written by the sink and by a collector, are the rows o
 test('rows are kept while ClickHouse is unreachable, and counted as dropped if still unsent at close', async (t) => {
   const sink = new ClickHouseSink({ url: 'http://127.0.0.1:1', database: 'x', user: 'default', password: '', batchRows: 10, flushIntervalMs: 60_000 });
   const batch = SinkBatch.fromRecords('l4', corpusRecords(['http1/zeek/get.pcap']).l4);
+  const profile = ProfileSinkBatch.fromMessage(syntheticProfiles(1, 7)[0]);
   await sink.write(batch);
+  await sink.writeProfile(profile);
   await sink.flush();
-  t.is(sink.pendingRows(), batch.count, 'kept, not dropped');
+  t.is(sink.pendingRows(), batch.count + 7, 'kept, not dropped');
   t.is(sink.drops.size, 0);
   await sink.close();
   t.is(sink.drops.get('clickhouse_unsent_at_close'), batch.count, 'what is left at close is counted');
+  t.is(sink.drops.get('clickhouse_unsent_at_close_profile'), 7, 'profile rows apart');
+});
+
+test('profile rows in ClickHouse, from the sink and through a collector process, are exactly the stacks of the intervals', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'flowtap-chprof-'));
+  const intervals = syntheticProfiles(5, 90);
+  const expected = expectedProfileRows(intervals);
+  const opts = { url: server!.url, user: 'default', password: '' };
+  // 50 rows per INSERT: each interval takes two.
+  const direct = new ClickHouseSink({ ...opts, database: 'agentprof', batchRows: 50, flushIntervalMs: 60_000 });
+  const collector = await startCollector(path.join(dir, 'collector.db'), 0, ['--clickhouse', server!.url, '--clickhouse-db', 'centralprof']);
+  const toCollector = new CollectorSink({
+    host: '127.0.0.1', port: collector.port, agentId: 4, encoder: Encoder.ZSTD, spoolDir: path.join(dir, 'spool'),
+    spoolMaxBytes: 64 << 20, reconnectMinMs: 50, reconnectMaxMs: 500,
+  });
+  try {
+    for (const interval of intervals) {
+      const batch = ProfileSinkBatch.fromMessage(interval);
+      await direct.writeProfile(batch);
+      await toCollector.writeProfile(batch);
+    }
+    t.true(await toCollector.drain(20_000));
+    await direct.close();
+    await toCollector.close();
+  } finally {
+    await collector.stop();
+  }
+  t.is(direct.drops.size, 0, JSON.stringify([...direct.drops]));
+  t.is(direct.profileRows, expected.length, 'clickhouse_rows_written_profile');
+  const client = new ClickHouseClient(opts);
+  const select = async (db: string) => (await client.query(`SELECT * FROM ${db}.profile FORMAT JSONEachRow`, undefined, { output_format_json_quote_64bit_integers: 0 }))
+    .split('\n').filter(Boolean).map((l) => JSON.parse(l) as Json);
+  const fromSink = await select('agentprof');
+  t.deepEqual(Object.keys(fromSink[0]), ['start_time', 'end_time', 'sample_hz', 'pid', 'process_kname', 'stack', 'count'], 'the columns of docs/schema.md');
+  t.deepEqual(profileKeys(fromSink), profileKeys(expected), 'from the sink');
+  t.deepEqual(profileKeys(await select('centralprof')), profileKeys(expected), 'through the collector');
+  t.deepEqual(profileKeys(readSqliteProfile(path.join(dir, 'collector.db'))), profileKeys(expected), 'and the collector\'s SQLite');
+  // Counted per interval: the intervals' times are what the partitions and order use.
+  const perInterval = await client.query('SELECT end_time, count(), sum(count) FROM agentprof.profile GROUP BY end_time ORDER BY end_time FORMAT TabSeparated');
+  t.is(perInterval.trim().split('\n').length, intervals.length);
+  const ddl = await client.query('SHOW CREATE TABLE agentprof.profile');
+  t.regex(ddl, /MergeTree/);
+  t.regex(ddl, /PARTITION BY toYYYYMMDD\(toDateTime\(intDiv\(end_time, 1000000\)\)\)/);
+  t.regex(ddl, /ORDER BY end_time/);
+  t.regex(ddl, /\bstack`? String,/);
+  fs.rmSync(dir, { recursive: true, force: true });
 });
 
 test('a replay of corpus files lands the same rows in sqlite, the collector store and ClickHouse as in the JSON lines', async (t) => {
