@@ -53,11 +53,16 @@ export function rowsOf(batch: SocketDataBatch): Row[] {
   return out;
 }
 
-/** A collector whose rows go through the wire encoding (encode + decode) into `rows`. */
+/**
+ * A collector whose rows go through the wire encoding (encode + decode) into `rows`. Its ring is
+ * 64 MiB unless the config says otherwise: test files run two at a time, and a collector that
+ * traces every process also receives the other file's traffic (socket-burst's 100k connections),
+ * which an 8 MiB ring did not always hold while the test's own process was busy.
+ */
 export function collectRows(config: EbpfCollectorConfig, keep: (r: Row) => boolean = () => true): { collector: EbpfCollector; rows: Row[] } {
   const rows: Row[] = [];
   const decoded = new SocketDataBatch();
-  const collector = EbpfCollector.start(config, (batch) => {
+  const collector = EbpfCollector.start({ ringBytes: 64 << 20, ...config }, (batch) => {
     if (!decoded.decode(batch.encode())) throw new Error('SocketDataBatch did not round-trip');
     for (const r of rowsOf(decoded)) if (keep(r)) rows.push(r);
   });
