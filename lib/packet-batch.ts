@@ -2,6 +2,7 @@
 // so that decoding a frame or reading a packet never allocates. The wire form is the
 // PacketBatch message in proto/flowtap.proto (one `bytes` field per column).
 import { flowtap } from './proto';
+import { ProtoReader, ProtoWireError, ProtoWriter, tagOf, varintSize32, WIRE_LEN, WIRE_VARINT } from './proto-wire';
 
 export const PACKET_BATCH_DEFAULT_CAPACITY = 1024;
 export const DEFAULT_PAYLOAD_CUT = 1024;
@@ -26,10 +27,6 @@ const FIELD_COUNT = 1;
 const FIELD_PAYLOAD_DATA = 19;
 const FIELD_TCP_WSCALE = 22;
 const MAX_FIELD = 24;
-const WIRE_VARINT = 0;
-const WIRE_I64 = 1;
-const WIRE_LEN = 2;
-const WIRE_I32 = 5;
 
 /** One fixed-width column of the wire form: its field number and its bytes, row after row. */
 interface WireColumn {
@@ -39,20 +36,6 @@ interface WireColumn {
   readonly width: number;
   /** A byte view over the whole column (all `capacity` rows). */
   readonly bytes: Uint8Array;
-}
-
-function varintSize(v: number): number {
-  return v < 0x80 ? 1 : v < 0x4000 ? 2 : v < 0x200000 ? 3 : v < 0x10000000 ? 4 : 5;
-}
-
-/** Writes `v` (an unsigned 32-bit value) as a protobuf varint at `pos`; returns the new position. */
-function writeVarint(out: Uint8Array, pos: number, v: number): number {
-  while (v > 0x7f) {
-    out[pos++] = (v & 0x7f) | 0x80;
-    v >>>= 7;
-  }
-  out[pos++] = v;
-  return pos;
 }
 
 // The columns go on the wire as the typed arrays hold them, so the host must be little-endian.
@@ -100,7 +83,8 @@ export class PacketBatch {
   // Where each field was found by the last `decode` (last occurrence wins, as in protobuf).
   private readonly fieldStart = new Int32Array(MAX_FIELD + 1);
   private readonly fieldLength = new Int32Array(MAX_FIELD + 1);
-  private varintEnd = 0;
+  private readonly reader = new ProtoReader();
+  private readonly writer = new ProtoWriter(16);
 
   constructor(capacity = PACKET_BATCH_DEFAULT_CAPACITY, readonly payloadCut = DEFAULT_PAYLOAD_CUT) {
     this.capacity = capacity;
@@ -292,33 +276,28 @@ export class PacketBatch {
   encode(): Buffer {
     const n = this.count;
     const payloadLen = this.payloadUsed;
-    let size = 1 + varintSize(n) + 2 + varintSize(payloadLen) + payloadLen;
+    let size = 1 + varintSize32(n) + 2 + varintSize32(payloadLen) + payloadLen;
     for (const c of this.wireColumns) {
       const len = n * c.width;
-      size += (c.field < 16 ? 1 : 2) + varintSize(len) + len;
+      size += varintSize32(tagOf(c.field, WIRE_LEN)) + varintSize32(len) + len;
     }
-    const out = Buffer.allocUnsafe(size);
-    let pos = 0;
-    out[pos++] = (FIELD_COUNT << 3) | WIRE_VARINT;
-    pos = writeVarint(out, pos, n);
+    // 10 bytes of room past the end for the writer's room checks (see writeInto).
+    const out = Buffer.allocUnsafe(size + 10);
+    const w = this.writer;
+    w.writeInto(out);
+    w.uint32(tagOf(FIELD_COUNT, WIRE_VARINT));
+    w.uint32(n);
     for (const c of this.wireColumns) {
       // payload_data (19) goes between payload_cap (18) and tunnel_type (20).
-      if (c.field === FIELD_PAYLOAD_DATA + 1) pos = this.writePayloadData(out, pos);
-      const len = n * c.width;
-      pos = writeVarint(out, pos, (c.field << 3) | WIRE_LEN);
-      pos = writeVarint(out, pos, len);
-      if (len > 0) out.set(c.bytes.subarray(0, len), pos);
-      pos += len;
+      if (c.field === FIELD_PAYLOAD_DATA + 1) {
+        w.uint32(tagOf(FIELD_PAYLOAD_DATA, WIRE_LEN));
+        w.bytes(this.payloadData, 0, payloadLen);
+      }
+      w.uint32(tagOf(c.field, WIRE_LEN));
+      w.bytes(c.bytes, 0, n * c.width);
     }
-    return out;
-  }
-
-  private writePayloadData(out: Buffer, pos: number): number {
-    const len = this.payloadUsed;
-    pos = writeVarint(out, pos, (FIELD_PAYLOAD_DATA << 3) | WIRE_LEN);
-    pos = writeVarint(out, pos, len);
-    if (len > 0) this.payloadData.copy(out, pos, 0, len);
-    return pos + len;
+    if (w.buf !== out || w.pos !== size) throw new Error(`PacketBatch.encode: wrote ${w.pos} bytes, sized ${size}`);
+    return out.subarray(0, size);
   }
 
   /**
@@ -333,31 +312,30 @@ export class PacketBatch {
     start.fill(-1);
     length.fill(0);
     let n = 0;
+    const rd = this.reader.reset(bytes);
     const end = bytes.length;
-    let pos = 0;
-    while (pos < end) {
-      const tag = this.readVarint(bytes, pos, end);
-      pos = this.varintEnd;
-      const field = Math.floor(tag / 8), wire = tag % 8;
-      if (field === 0) throw new Error(`packet batch: field 0 at byte ${pos}`);
-      if (field <= MAX_FIELD && wire !== (field === FIELD_COUNT ? WIRE_VARINT : WIRE_LEN)) {
-        throw new Error(`packet batch: field ${field} has wire type ${wire}`);
+    try {
+      while (rd.pos < end) {
+        const tag = rd.uint32();
+        const field = tag >>> 3, wire = tag & 7;
+        if (field === 0) throw new ProtoWireError(`field 0 at byte ${rd.pos}`);
+        if (field <= MAX_FIELD && wire !== (field === FIELD_COUNT ? WIRE_VARINT : WIRE_LEN)) {
+          throw new ProtoWireError(`field ${field} has wire type ${wire}`);
+        }
+        if (field === FIELD_COUNT) {
+          n = rd.uint64(); // not wrapped to 32 bits: a count past the capacity is refused below
+        } else if (field <= MAX_FIELD) {
+          const len = rd.uint32();
+          if (rd.hi !== 0 || len > end - rd.pos) throw new ProtoWireError(`field ${field} runs past the end`);
+          start[field] = rd.pos;
+          length[field] = len;
+          rd.pos += len;
+        } else rd.skip(wire);
       }
-      if (wire === WIRE_VARINT) {
-        const v = this.readVarint(bytes, pos, end);
-        pos = this.varintEnd;
-        if (field === FIELD_COUNT) n = v;
-      } else if (wire === WIRE_LEN) {
-        const len = this.readVarint(bytes, pos, end);
-        pos = this.varintEnd;
-        if (len > end - pos) throw new Error(`packet batch: field ${field} runs past the end`);
-        if (field <= MAX_FIELD) { start[field] = pos; length[field] = len; }
-        pos += len;
-      } else if (wire === WIRE_I64) pos += 8;
-      else if (wire === WIRE_I32) pos += 4;
-      else throw new Error(`packet batch: unsupported wire type ${wire} for field ${field}`);
+    } catch (err) {
+      if (err instanceof ProtoWireError) throw new ProtoWireError(`packet batch: ${err.message}`);
+      throw err;
     }
-    if (pos > end) throw new Error('packet batch: truncated');
     if (n > this.capacity) throw new Error(`packet batch of ${n} exceeds capacity ${this.capacity}`);
     // Before any copy: a batch refused half-way still leaves its rows marked for clearing.
     if (n > this.dirtyRows) this.dirtyRows = n;
@@ -379,21 +357,6 @@ export class PacketBatch {
       }
     }
     this.count = n;
-  }
-
-  /** Reads the varint at `pos` (at most 10 bytes); `varintEnd` is then just after it. */
-  private readVarint(bytes: Uint8Array, pos: number, end: number): number {
-    let v = 0;
-    for (let scale = 1, k = 0; k < 10; k++, scale *= 128) {
-      if (pos >= end) throw new Error('packet batch: truncated varint');
-      const b = bytes[pos++];
-      v += (b & 0x7f) * scale;
-      if (b < 0x80) {
-        this.varintEnd = pos;
-        return v;
-      }
-    }
-    throw new Error('packet batch: varint longer than 10 bytes');
   }
 }
 

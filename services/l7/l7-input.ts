@@ -3,13 +3,14 @@
 // messages out, collected until the shell sends them. services/l7/main.ts and bench/l7-bench.ts
 // both drive it.
 import { flowtap } from '../../lib/proto';
+import { ProtoWriter } from '../../lib/proto-wire';
 import { LeakyBucketThrottle } from '../../lib/throttle';
 import { Kind } from '../../lib/transport';
 import { SocketDataBatch } from '../capture/ebpf-socket-batch';
 import { DEFAULT_PARSERS } from './registry';
 import { SocketDataL7 } from './socket-data';
 import { L7Stage } from './stage';
-import { AppPayloadBatchReader, AppPayloadRecord, ProtoWriter, writeAppMeter, writeL7Log } from './wire';
+import { AppPayloadBatchReader, AppPayloadRecord, writeAppMeter, writeL7Log } from './wire';
 
 export interface L7InputOptions {
   l7LogPerSecond: number;

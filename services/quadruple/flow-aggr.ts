@@ -17,7 +17,7 @@ import { flowtap } from '../../lib/proto';
 import { formatIp } from '../../lib/packet-batch';
 import { FlowRecord } from './meters';
 import { EMPTY_HASH, RowKind, RowStore, rowHash, strHash } from './windows';
-import { ProtoWriter } from './wire';
+import type { ProtoWriter } from '../../lib/proto-wire';
 
 /** Numeric L4FlowLog fields held in a slot, in proto order. LG indexes this list. */
 const LOG_FIELDS: readonly (readonly [keyof flowtap.IL4FlowLog, number, 'u64' | 'u32'])[] = [
@@ -284,13 +284,13 @@ export class FlowTable {
     for (let k = 0; k < LG.SIZE; k++) {
       const v = log[o + k];
       if (v === 0) continue;
-      if (LOG_U32[k]) w.u32(LOG_TAGS[k], v);
-      else w.u64(LOG_TAGS[k], v);
+      if (LOG_U32[k]) w.uint32Field(LOG_TAGS[k], v);
+      else w.uint64Field(LOG_TAGS[k], v);
     }
-    w.str((4 << 3) | 2, this.ip0[s]);
-    w.str((5 << 3) | 2, this.ip1[s]);
-    w.str((9 << 3) | 2, this.l7[s]);
-    w.str((10 << 3) | 2, this.closeType[s]);
+    w.stringField((4 << 3) | 2, this.ip0[s]);
+    w.stringField((5 << 3) | 2, this.ip1[s]);
+    w.stringField((9 << 3) | 2, this.l7[s]);
+    w.stringField((10 << 3) | 2, this.closeType[s]);
   }
 
   /** Slot `s`'s log as an object (every field present, as the object output has always had it). */

@@ -22,6 +22,7 @@
 // l4LogPerSecond per second of packet time, a uniform sample of each 4 s bucket, held until the
 // bucket ends.
 import { flowtap } from '../../lib/proto';
+import { ProtoReader, ProtoWriter, StringCache } from '../../lib/proto-wire';
 import { ReservoirThrottle } from '../../lib/throttle';
 import { ConcurrentConnections } from './concurrent';
 import { FlowTable, IpStrings, LogOutput } from './flow-aggr';
@@ -29,7 +30,7 @@ import {
   AM, AppRecord, FLOW_METER_FIELDS, FM, FlowRecord, addAppToFlowMeter, addAppToMeter, addFlowToMeter, appMeterObject, flowMeterObject,
 } from './meters';
 import { EMPTY_HASH, ROW_TABLES, RowKind, RowStore, Windows, rowHash, strHash } from './windows';
-import { BatchWriter, ProtoReader, ProtoWriter, StringCache, decodeAppMeterBatch, decodeFlowBatch } from './wire';
+import { BatchWriter, decodeAppMeterBatch, decodeFlowBatch } from './wire';
 
 export interface QuadrupleConfig {
   /** Late-data tolerance of 1 s windows, s (DeepFlow: 9). */
@@ -149,8 +150,8 @@ export class QuadrupleStage implements LogOutput {
       if (this.objects) { this.objects.onL4Log(log as flowtap.IL4FlowLog); return; }
       const { start, end, sampled } = log as EncodedLog;
       const w = this.l4Batch!.w;
-      w.varint(10);
-      w.varint(end - start + (sampled ? SAMPLED_TRUE.length : 0));
+      w.uint32(10);
+      w.uint32(end - start + (sampled ? SAMPLED_TRUE.length : 0));
       w.raw(this.logArena.buf, start, end);
       if (sampled) w.raw(SAMPLED_TRUE);
       this.l4Batch!.recordAdded();
@@ -418,32 +419,34 @@ export class QuadrupleStage implements LogOutput {
     const kind = rows.kind[r] as RowKind;
     batch.beginRecord();
     w.raw(g.tableField[kind]);
-    w.u64(2 << 3, time);
+    w.uint64Field(2 << 3, time);
     if (kind === RowKind.NetEdge || kind === RowKind.AppEdge) {
-      w.str((5 << 3) | 2, rows.ipA[r]);
-      w.str((6 << 3) | 2, rows.ipB[r]);
+      w.stringField((5 << 3) | 2, rows.ipA[r]);
+      w.stringField((6 << 3) | 2, rows.ipB[r]);
     } else {
-      w.str((3 << 3) | 2, rows.ipA[r]);
+      w.stringField((3 << 3) | 2, rows.ipA[r]);
       w.raw(SIDE_FIELDS[kind === RowKind.NetClient || kind === RowKind.AppClient ? 0 : 1]);
     }
-    w.u32(7 << 3, rows.port[r]);
-    w.u32(8 << 3, rows.proto[r]);
+    w.uint32Field(7 << 3, rows.port[r]);
+    w.uint32Field(8 << 3, rows.proto[r]);
     if (kind <= RowKind.NetEdge) {
-      const start = w.begin((20 << 3) | 2), m = rows.flow, o = r * FM.SIZE;
+      w.begin((20 << 3) | 2);
+      const m = rows.flow, o = r * FM.SIZE;
       for (let k = 0; k < FM.SIZE; k++) {
         const v = m[o + k];
-        if (v !== 0) { w.varint(FLOW_METER_TAGS[k]); w.varint(v); }
+        if (v !== 0) { w.uint32(FLOW_METER_TAGS[k]); w.uint64(v); }
       }
-      w.end(start);
+      w.end();
     } else {
-      w.str((9 << 3) | 2, rows.l7[r]);
-      w.str((10 << 3) | 2, rows.endpoint[r]);
-      const start = w.begin((21 << 3) | 2), a = rows.app, o = r * AM.SIZE;
+      w.stringField((9 << 3) | 2, rows.l7[r]);
+      w.stringField((10 << 3) | 2, rows.endpoint[r]);
+      w.begin((21 << 3) | 2);
+      const a = rows.app, o = r * AM.SIZE;
       for (let k = 0; k < AM.SIZE; k++) {
         const v = a[o + k];
-        if (v !== 0) { w.varint((k + 1) << 3); w.varint(v); }
+        if (v !== 0) { w.uint32((k + 1) << 3); w.uint64(v); }
       }
-      w.end(start);
+      w.end();
     }
     batch.endRecord();
   }

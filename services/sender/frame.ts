@@ -9,6 +9,7 @@
 //   ack     = 'FTAK' u32 | epoch u32 | seq u64: every frame of `epoch` up to `seq` is stored.
 import { compress } from 'zstd-napi';
 import { flowtap } from '../../lib/proto';
+import { ProtoReader, ProtoWireError } from '../../lib/proto-wire';
 import type { RecordType } from './columns';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -56,24 +57,16 @@ export interface FrameHeader {
  */
 export function splitBatchBody(body: Uint8Array): Uint8Array[] | null {
   const out: Uint8Array[] = [];
-  let p = 0;
-  const varint = (): number => {
-    let v = 0;
-    let mul = 1;
-    for (let i = 0; i < 8 && p < body.length; i++) {
-      const b = body[p++];
-      v += (b & 0x7f) * mul;
-      if (b < 0x80) return v;
-      mul *= 128;
+  const rd = new ProtoReader().reset(body);
+  try {
+    while (rd.pos < rd.end) {
+      if (rd.uint32() !== 0x0a || rd.hi !== 0) return null; // field 1, length-delimited
+      const start = rd.delimited();
+      out.push(body.subarray(start, rd.pos));
     }
-    return -1;
-  };
-  while (p < body.length) {
-    if (varint() !== 0x0a) return null; // field 1, length-delimited
-    const len = varint();
-    if (len < 0 || p + len > body.length) return null;
-    out.push(body.subarray(p, p + len));
-    p += len;
+  } catch (err) {
+    if (err instanceof ProtoWireError) return null;
+    throw err;
   }
   return out;
 }

@@ -6,6 +6,7 @@
 // plain numbers, strings as Node decodes the UTF-8, absent fields at their proto3 default, an
 // absent `optional` field as NaN (null in a row), the last occurrence of a repeated field winning.
 import type protobuf from 'protobufjs';
+import { ProtoReader, ProtoWireError } from '../../lib/proto-wire';
 import { messageType } from './columns';
 
 export const enum FieldKind { UINT32, INT32, UINT64, INT64, BOOL, STRING, MESSAGE }
@@ -134,130 +135,73 @@ export class WireTable {
   }
 }
 
-export class WireFormatError extends Error {}
+/** The reader of every batch (decoding is synchronous: one at a time). */
+const reader = new ProtoReader();
 
-// The value of the last varint read, as unsigned 32-bit halves (module state: no allocation).
-let varLo = 0;
-let varHi = 0;
-
-/** Reads a varint at pos (at most 10 bytes, none past end) into varLo/varHi; returns the next position. */
-function readVarint(buf: Uint8Array, pos: number, end: number): number {
-  let b = 0;
-  let lo = 0;
-  for (let shift = 0; shift < 28; shift += 7) {
-    if (pos >= end) throw new WireFormatError('truncated varint');
-    b = buf[pos++];
-    lo |= (b & 127) << shift;
-    if (b < 128) {
-      varLo = lo >>> 0;
-      varHi = 0;
-      return pos;
-    }
-  }
-  if (pos >= end) throw new WireFormatError('truncated varint');
-  b = buf[pos++];
-  lo |= (b & 15) << 28;
-  let hi = (b & 127) >> 4;
-  if (b >= 128) {
-    for (let shift = 3; ; shift += 7) {
-      if (shift > 31) throw new WireFormatError('varint longer than 10 bytes');
-      if (pos >= end) throw new WireFormatError('truncated varint');
-      b = buf[pos++];
-      hi |= (b & 127) << shift;
-      if (b < 128) break;
-    }
-  }
-  varLo = lo >>> 0;
-  varHi = hi >>> 0;
-  return pos;
-}
-
-/** Reads a length prefix and checks that the bytes it announces are there; returns their start. */
-function readLength(buf: Uint8Array, pos: number, end: number): number {
-  pos = readVarint(buf, pos, end);
-  if (varHi !== 0 || varLo > end - pos) throw new WireFormatError('length past the end of the message');
-  return pos;
-}
-
-function skipField(buf: Uint8Array, pos: number, end: number, wireType: number): number {
-  switch (wireType) {
-    case 0: return readVarint(buf, pos, end);
-    case 1: pos += 8; break;
-    case 2: pos = readLength(buf, pos, end) + varLo; break;
-    case 5: pos += 4; break;
-    default: throw new WireFormatError(`unsupported wire type ${wireType}`);
-  }
-  if (pos > end) throw new WireFormatError('field past the end of the message');
-  return pos;
-}
-
-function int64Of(lo: number, hi: number): number {
-  if (hi >>> 31 === 0) return hi * 4294967296 + lo;
-  // Two's complement, as protobufjs' LongBits.toNumber(false).
-  lo = (~lo + 1) >>> 0;
-  hi = ~hi >>> 0;
-  if (lo === 0) hi = (hi + 1) >>> 0;
-  return -(lo + hi * 4294967296);
-}
-
-function decodeMessage(table: WireTable, row: number, buf: Uint8Array, pos: number, end: number): void {
+/** Decodes the record at the reader (up to its `end`) into row `row` of `table`. */
+function decodeMessage(table: WireTable, row: number, rd: ProtoReader): void {
   const layout = table.layout;
   const { kindOf, columnOf } = layout;
   const num = table.num;
   const str = table.str;
   const numBase = row * table.numWidth;
   const strBase = row * table.strWidth;
-  while (pos < end) {
-    pos = readVarint(buf, pos, end);
-    const fieldNo = varLo >>> 3;
-    const wireType = varLo & 7;
+  const end = rd.end;
+  while (rd.pos < end) {
+    const tag = rd.uint32();
+    const fieldNo = tag >>> 3;
+    const wireType = tag & 7;
     const kind = fieldNo < kindOf.length ? kindOf[fieldNo] : -1;
     if (kind < 0) {
-      pos = skipField(buf, pos, end, wireType);
+      rd.skip(wireType);
       continue;
     }
     const col = columnOf[fieldNo];
     if (kind === FieldKind.STRING || kind === FieldKind.MESSAGE) {
-      if (wireType !== 2) throw new WireFormatError(`${layout.messageName}.${layout.nameOf[fieldNo]}: wire type ${wireType}, expected 2`);
-      pos = readLength(buf, pos, end);
-      const stop = pos + varLo;
+      if (wireType !== 2) throw new ProtoWireError(`${layout.messageName}.${layout.nameOf[fieldNo]}: wire type ${wireType}, expected 2`);
+      const len = rd.length();
+      const start = rd.pos;
+      const stop = start + len;
       if (kind === FieldKind.STRING) {
-        str[2 * (strBase + col)] = pos;
+        str[2 * (strBase + col)] = start;
         str[2 * (strBase + col) + 1] = stop;
       } else {
         const child = table.children[col];
         child.resetRow(row);
-        decodeMessage(child, row, buf, pos, stop);
+        const outerEnd = rd.end;
+        rd.end = stop;
+        decodeMessage(child, row, rd);
+        rd.end = outerEnd;
       }
-      pos = stop;
+      rd.pos = stop;
       continue;
     }
-    if (wireType !== 0) throw new WireFormatError(`${layout.messageName}.${layout.nameOf[fieldNo]}: wire type ${wireType}, expected 0`);
-    pos = readVarint(buf, pos, end);
+    if (wireType !== 0) throw new ProtoWireError(`${layout.messageName}.${layout.nameOf[fieldNo]}: wire type ${wireType}, expected 0`);
     switch (kind) {
-      case FieldKind.UINT64: num[numBase + col] = varHi * 4294967296 + varLo; break;
-      case FieldKind.UINT32: num[numBase + col] = varLo; break;
-      case FieldKind.INT32: num[numBase + col] = varLo | 0; break;
-      case FieldKind.BOOL: num[numBase + col] = varLo !== 0 ? 1 : 0; break;
-      default: num[numBase + col] = int64Of(varLo, varHi);
+      case FieldKind.UINT64: num[numBase + col] = rd.uint64(); break;
+      case FieldKind.UINT32: num[numBase + col] = rd.uint32(); break;
+      case FieldKind.INT32: num[numBase + col] = rd.int32(); break;
+      case FieldKind.BOOL: num[numBase + col] = rd.bool() ? 1 : 0; break;
+      default: num[numBase + col] = rd.int64();
     }
   }
 }
 
 /**
  * Decodes a batch message whose field 1 is the repeated record (`logs`, `documents`); other
- * fields are skipped. Throws WireFormatError on bytes that are not such a message.
+ * fields are skipped. Throws ProtoWireError on bytes that are not such a message.
  */
 export function decodeWireBatch(layout: WireLayout, body: Uint8Array, reuse?: WireTable): WireTable {
+  const rd = reader.reset(body);
   const end = body.length;
   let count = 0;
-  for (let pos = 0; pos < end;) {
-    pos = readVarint(body, pos, end);
-    const fieldNo = varLo >>> 3;
-    const wireType = varLo & 7;
-    if (fieldNo === 1 && wireType !== 2) throw new WireFormatError(`batch field 1: wire type ${wireType}, expected 2`);
+  while (rd.pos < end) {
+    const tag = rd.uint32();
+    const fieldNo = tag >>> 3;
+    const wireType = tag & 7;
+    if (fieldNo === 1 && wireType !== 2) throw new ProtoWireError(`batch field 1: wire type ${wireType}, expected 2`);
     if (fieldNo === 1) count++;
-    pos = skipField(body, pos, end, wireType);
+    rd.skip(wireType);
   }
   let table: WireTable;
   if (reuse && reuse.layout === layout) {
@@ -267,16 +211,17 @@ export function decodeWireBatch(layout: WireLayout, body: Uint8Array, reuse?: Wi
     table = new WireTable(layout, count);
   }
   let row = 0;
-  for (let pos = 0; pos < end;) {
-    pos = readVarint(body, pos, end);
-    if (varLo >>> 3 !== 1) {
-      pos = skipField(body, pos, end, varLo & 7);
+  rd.reset(body);
+  while (rd.pos < end) {
+    const tag = rd.uint32();
+    if (tag >>> 3 !== 1) {
+      rd.skip(tag & 7);
       continue;
     }
-    pos = readLength(body, pos, end);
-    const stop = pos + varLo;
-    decodeMessage(table, row++, body, pos, stop);
-    pos = stop;
+    const len = rd.length();
+    rd.end = rd.pos + len;
+    decodeMessage(table, row++, rd);
+    rd.end = end;
   }
   return table;
 }

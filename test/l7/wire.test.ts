@@ -9,9 +9,8 @@ import { Kind } from '../../lib/transport';
 import { L7Input } from '../../services/l7/l7-input';
 import { DEFAULT_PARSERS } from '../../services/l7/registry';
 import { L7Stage } from '../../services/l7/stage';
-import {
-  AppPayloadBatchReader, AppPayloadRecord, MalformedMessageError, ProtoWriter, writeAppMeter, writeL7Log,
-} from '../../services/l7/wire';
+import { ProtoWireError, ProtoWriter } from '../../lib/proto-wire';
+import { AppPayloadBatchReader, AppPayloadRecord, writeAppMeter, writeL7Log } from '../../services/l7/wire';
 import { appPayloads, corpusFiles } from './tshark';
 
 const rng = new XorShift32(12345);
@@ -80,7 +79,7 @@ test('AppPayloadBatchReader reads every field as protobufjs does, defaults and e
   }
 });
 
-test('AppPayloadBatchReader skips unknown fields and throws MalformedMessageError on broken bodies', (t) => {
+test('AppPayloadBatchReader skips unknown fields and throws ProtoWireError on broken bodies', (t) => {
   const reader = new AppPayloadBatchReader();
   const item = { flow_id: 7, timestamp_us: 1_700_000_000_000_001, protocol: 6, l7_protocol: 'HTTP', payload: Buffer.from('GET / HTTP/1.1\r\n\r\n') };
   const w = flowtap.AppPayloadBatch.encode({ items: [item] });
@@ -105,7 +104,7 @@ test('AppPayloadBatchReader skips unknown fields and throws MalformedMessageErro
       // protobufjs skips groups (wire types 3/4), which no flowtap message has; we refuse them.
       if (want !== undefined) t.deepEqual(got2, want);
     } catch (e) {
-      if (!(e instanceof MalformedMessageError)) t.fail(`unexpected ${String(e)}`);
+      if (!(e instanceof ProtoWireError)) t.fail(`unexpected ${String(e)}`);
       if (want === undefined) agreedFailures++; else stricter++;
     }
   }

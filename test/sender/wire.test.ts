@@ -6,10 +6,10 @@
 import test from 'ava';
 import protobuf from 'protobufjs/minimal';
 import { flowtap } from '../../lib/proto';
+import { ProtoWireError } from '../../lib/proto-wire';
 import type { RecordType } from '../../services/sender/columns';
 import { JsonWriter, printNumber } from '../../services/sender/json-writer';
 import { DecodeScratch, SinkBatch } from '../../services/sender/sink';
-import { WireFormatError } from '../../services/sender/wire-batch';
 import { corpusRecords, syntheticL7 } from './corpus-records';
 
 /** The lines as the sender printed them before: protobufjs objects, records.ts rows, JSON.stringify. */
@@ -161,7 +161,7 @@ test('malformed bytes are an error, never rows', (t) => {
     ['group wire type', Buffer.from([0x0a, 0x02, 0xe3, 0x03])], // field 60, wire type 3
   ];
   for (const [name, body] of cases) {
-    t.throws(() => SinkBatch.decode('l7', body), { instanceOf: WireFormatError }, name);
+    t.throws(() => SinkBatch.decode('l7', body), { instanceOf: ProtoWireError }, name);
   }
   t.is(SinkBatch.decode('l7', new Uint8Array(0)).count, 0);
 });
