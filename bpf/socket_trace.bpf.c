@@ -583,22 +583,23 @@ static __always_inline int emit_io(long ret, const struct active_io *ap, struct 
   __u64 pid_tgid = bpf_get_current_pid_tgid();
 
   __u32 tgid = pid_tgid >> 32;
-  struct scratch *s = scratch_for(SOCK_EVENT_DATA, pid_tgid, a.fd);
-  if (!s) return 0;
-  struct sock_event *ev = &s->ev;
-
   __u64 key = ((__u64)tgid << 32) | a.fd;
   struct sock_info *info = bpf_map_lookup_elem(&socket_info, &key);
   if (info && info->tls) return 0; /* ciphertext of a socket whose plaintext the uprobes report */
-  if (info && info->remote_port != 0 && info->local_port != 0) {
-    /* A connected socket keeps its tuple: the cache spares the fd walk on the hot path (and
-     * still holds the local port after TCP_CLOSE, which the kernel zeroes). */
+  /* A connected socket keeps its tuple: the cache spares the fd walk on the hot path (and still
+   * holds the local port after TCP_CLOSE, which the kernel zeroes). Anything else is looked up
+   * before the record is started, so that files, pipes and unix sockets end here. */
+  bool cached = info && info->remote_port != 0 && info->local_port != 0;
+  struct sock *sk = cached ? NULL : inet_sock_of_fd(a.fd);
+  if (!cached && !sk) return 0;
+  struct scratch *s = scratch_for(SOCK_EVENT_DATA, pid_tgid, a.fd);
+  if (!s) return 0;
+  struct sock_event *ev = &s->ev;
+  if (cached) {
     ev->socket_id = info->socket_id;
     ev->role = info->role;
     cached_tuple(ev, info);
   } else {
-    struct sock *sk = inet_sock_of_fd(a.fd);
-    if (!sk) return 0;
     fill_tuple(ev, sk);
     if (info) {
       ev->socket_id = info->socket_id;
