@@ -828,8 +828,15 @@ int enter_close(struct trace_event_raw_sys_enter *ctx) { return enter_close_comm
 #define NR_recvmmsg 299
 #define NR_sendmmsg 307
 
+#define TS_COMPAT 0x0002 /* thread_info.status: in a 32-bit syscall, whose numbers differ */
+
+static __always_inline bool compat_syscall(void) {
+  return bpf_get_current_task_btf()->thread_info.status & TS_COMPAT;
+}
+
 SEC("tp_btf/sys_enter")
 int BPF_PROG(raw_sys_enter, struct pt_regs *regs, long id) {
+  if (compat_syscall()) return 0; /* the syscalls/ tracepoints skip them too */
   switch (id) {
   case NR_write: return enter_send(regs->di, regs->si, 0, SYS_WRITE, 0);
   case NR_writev: return enter_send(regs->di, regs->si, regs->dx, SYS_WRITEV, 0);
@@ -846,6 +853,7 @@ int BPF_PROG(raw_sys_enter, struct pt_regs *regs, long id) {
 
 SEC("tp_btf/sys_exit")
 int BPF_PROG(raw_sys_exit, struct pt_regs *regs, long ret) {
+  if (compat_syscall()) return 0;
   switch (regs->orig_ax) {
   case NR_read: return exit_recv(ret, SYS_READ, false);
   case NR_write: return exit_send(ret, SYS_WRITE, false);
