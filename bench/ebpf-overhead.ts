@@ -3,6 +3,9 @@
 // `node dist/bench/ebpf-overhead.js [seconds] [rounds] [tracepoints|raw]`; needs root, BTF and wrk.
 // `node dist/bench/ebpf-overhead.js pingpong [rounds] [tracepoints|raw]`: CPU per socket syscall of
 // a C ping-pong (test/ebpf/pingpong.c, built with clang) without and with the tracer.
+// `node dist/bench/ebpf-overhead.js selfpair [rounds] [tracepoints|raw]`: the same for one thread
+// that talks to itself over one TCP connection (test/ebpf/selfpair.c): no sleeping, so it is
+// usable on an idle VM, where the ping-pong's wakeups cost more than the tracer.
 // With `sysctl kernel.bpf_stats_enabled=1` it also prints the kernel's BPF time per program run
 // (run_time_ns / run_cnt, load-independent). FLOWTAP_EBPF_OBJECT=<path> loads another object
 // (A/B of two builds of bpf/socket_trace.bpf.c in one session); FLOWTAP_EBPF_CAP, _RING and
@@ -158,6 +161,14 @@ export async function measureEbpfOverhead(seconds = 5, rounds = 3, hook: 'raw' |
   }
 }
 
+/** Builds one of test/ebpf/*.c into a temp dir; returns the binary's path. */
+function buildCProgram(name: string): string {
+  const source = path.resolve(__dirname, '..', '..', 'test', 'ebpf', `${name}.c`);
+  const bin = path.join(fs.mkdtempSync(path.join(os.tmpdir(), `flowtap-${name}-`)), name);
+  execFileSync('clang', ['-O2', '-o', bin, source]);
+  return bin;
+}
+
 export interface PingPongResult {
   /** CPU µs (both processes, user + system) per socket syscall, one figure per round. */
   withoutUs: number[];
@@ -170,10 +181,8 @@ export interface PingPongResult {
  * loopback connection (4 syscalls per round trip), CPU time from getrusage, rounds alternating
  * without and with the tracer. CPU time, not wall time: other load on the machine moves it less.
  */
-export async function measurePingPong(rounds = 5, hook: 'raw' | 'tracepoints' = 'tracepoints', messages = 200_000): Promise<PingPongResult> {
-  const source = path.resolve(__dirname, '..', '..', 'test', 'ebpf', 'pingpong.c');
-  const bin = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'flowtap-pingpong-')), 'pingpong');
-  execFileSync('clang', ['-O2', '-o', bin, source]);
+export async function measurePingPong(rounds = 5, hook: 'raw' | 'tracepoints' = 'tracepoints', messages = 200_000, program: 'pingpong' | 'selfpair' = 'pingpong'): Promise<PingPongResult> {
+  const bin = buildCProgram(program);
   // Asynchronous: this event loop drains the ring meanwhile (a blocked loop would let it fill and
   // the tracer would drop events, which is cheaper than delivering them).
   const once = (): Promise<number> => new Promise((resolve, reject) => {
@@ -192,12 +201,18 @@ export async function measurePingPong(rounds = 5, hook: 'raw' | 'tracepoints' = 
   return result;
 }
 
-if (require.main === module && process.argv[2] === 'pingpong') {
+if (require.main === module && (process.argv[2] === 'pingpong' || process.argv[2] === 'selfpair')) {
+  const program = process.argv[2];
   const rounds = Number(process.argv[3] ?? 5);
   const hook = process.argv[4] === 'raw' ? 'raw' : 'tracepoints';
-  measurePingPong(rounds, hook).then((r) => {
+  // selfpair prints nanoseconds, pingpong microseconds: both are shown in µs.
+  measurePingPong(rounds, hook, program === 'selfpair' ? 150_000 : 200_000, program).then((r) => {
+    const us = (xs: number[]): number[] => (program === 'selfpair' ? xs.map((x) => x / 1000) : xs);
+    r = { ...r, withoutUs: us(r.withoutUs), withUs: us(r.withUs) };
     const f = (xs: number[]): string => `${xs.map((x) => x.toFixed(2)).join(', ')} (median ${median(xs).toFixed(2)})`;
-    console.log(`ebpf ping-pong (${hook} hook): 100 B TCP loopback write/read, CPU µs per socket syscall, ${rounds} rounds`);
+    console.log(program === 'selfpair'
+      ? `ebpf selfpair (${hook} hook): one thread, HTTP-shaped write/read/writev/read on one TCP loopback connection, CPU µs per socket syscall, ${rounds} rounds`
+      : `ebpf ping-pong (${hook} hook): 100 B TCP loopback write/read, CPU µs per socket syscall, ${rounds} rounds`);
     console.log(`  without tracer: ${f(r.withoutUs)}`);
     console.log(`  with tracer:    ${f(r.withUs)}  +${(median(r.withUs) - median(r.withoutUs)).toFixed(2)} µs  lost: ${r.lost}  load ${fs.readFileSync('/proc/loadavg', 'utf8').split(' ')[0]}`);
   }).catch((err) => { console.error(err); process.exitCode = 1; });

@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: GPL-2.0
 /* Socket tracer on syscall tracepoints only (kprobes/fentry do not attach on the target hosts).
- * Enter handlers remember the syscall's arguments in the thread's task storage; exit handlers,
- * when bytes moved, find the socket (socket_info, else task->files->fdt->fd[fd]->private_data;
- * non-inet fds end there), copy the bytes moved and emit one record to the ring buffer. */
+ * A send's entry handler stamps it and remembers its arguments in the thread's task storage; a
+ * receive has only an exit handler, which reads its arguments from the saved registers. Exit
+ * handlers, when bytes moved, find the socket (socket_info, else
+ * task->files->fdt->fd[fd]->private_data; non-inet fds end there), copy the bytes moved and emit
+ * one record to the ring buffer. */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
@@ -465,29 +467,29 @@ static __always_inline struct thread_state *syscall_enter_state(const struct soc
   return thread_wanted(st, tgid, cfg) ? st : NULL;
 }
 
-static __always_inline int enter_io(__u32 fd, __u64 buf, __u32 vlen, __u8 sys, __u8 dir, __u64 addr) {
+/* A send's entry: remembers its arguments and stamps it (a send is timed at its entry). */
+static __always_inline int enter_send(__u32 fd, __u64 buf, __u32 vlen, __u8 sys, __u64 addr) {
   struct sock_trace_config *cfg = get_config();
   if (!cfg) return 0;
   __u64 pid_tgid = bpf_get_current_pid_tgid();
   __u32 tgid = pid_tgid >> 32;
   struct thread_state *st = syscall_enter_state(cfg, tgid);
   if (!st) return 0;
-  /* Whether fd is an inet socket is decided at the exit, and only when bytes moved: reads that
-   * find nothing (EAGAIN, every other read of an event loop) and non-socket fds cost no lookup
-   * here. Only TLS work pending on the thread needs the socket known now. */
+  /* Whether fd is an inet socket is decided at the exit, and only when bytes moved: sends to
+   * files and pipes cost no lookup here. Only TLS work pending on the thread needs the socket
+   * known now. */
   if (st->tls && cfg->tls_enabled) {
     __u64 key = ((__u64)tgid << 32) | fd;
     if (!bpf_map_lookup_elem(&socket_info, &key) && !inet_sock_of_fd(fd)) return 0;
     if ((st->tls & TLS_IN_CALL) && tls_claims_fd(pid_tgid, fd)) return 0;
-    if (dir == SOCK_DIR_EGRESS && (st->tls & TLS_PENDING)) complete_tls_pending(pid_tgid, fd, st);
+    if (st->tls & TLS_PENDING) complete_tls_pending(pid_tgid, fd, st);
   }
-  /* One clock read per event: a receive is stamped at its exit. */
-  st->io.ts_ns = dir == SOCK_DIR_EGRESS ? bpf_ktime_get_ns() : 0;
+  st->io.ts_ns = bpf_ktime_get_ns();
   st->io.buf = buf;
   st->io.addr = addr;
   st->io.fd = fd;
   st->io.vlen = vlen;
-  st->io.direction = dir;
+  st->io.direction = SOCK_DIR_EGRESS;
   st->io.syscall = sys;
   return 0;
 }
@@ -572,34 +574,32 @@ static __always_inline void submit_mmsg(struct scratch *s, __u64 vec, long ret, 
   if (ret > MAX_MMSG) count_n(CNT_MMSG_UNREPORTED, ret - MAX_MMSG);
 }
 
-/* `mmsg` is a constant at every call: only the sendmmsg/recvmmsg programs carry the per-message
+/* Reports the bytes a data syscall moved. `a` holds its arguments: remembered at the entry for a
+ * send (whose timestamp is the entry's), read from the registers at the exit for a receive.
+ * `mmsg` is a constant at every call: only the sendmmsg/recvmmsg programs carry the per-message
  * loop, which made loading ten programs take 9 s of verification instead of 0.4 s. */
-static __always_inline int exit_io(long ret, __u8 sys, const bool mmsg) {
-  struct thread_state *st = thread_state_get(false);
-  /* The state must be this syscall's: an exit whose entry was not traced finds another (or none). */
-  if (!st || sys == 0 || st->io.syscall != sys) return 0;
-  struct active_io a = st->io;
-  st->io.syscall = 0;
-  if (ret <= 0) return 0;
+static __always_inline int emit_io(long ret, const struct active_io *ap, struct thread_state *st, const bool mmsg) {
+  const struct active_io a = *ap;
   __u64 pid_tgid = bpf_get_current_pid_tgid();
 
   __u32 tgid = pid_tgid >> 32;
-  struct scratch *s = scratch_for(SOCK_EVENT_DATA, pid_tgid, a.fd);
-  if (!s) return 0;
-  struct sock_event *ev = &s->ev;
-
   __u64 key = ((__u64)tgid << 32) | a.fd;
   struct sock_info *info = bpf_map_lookup_elem(&socket_info, &key);
   if (info && info->tls) return 0; /* ciphertext of a socket whose plaintext the uprobes report */
-  if (info && info->remote_port != 0 && info->local_port != 0) {
-    /* A connected socket keeps its tuple: the cache spares the fd walk on the hot path (and
-     * still holds the local port after TCP_CLOSE, which the kernel zeroes). */
+  /* A connected socket keeps its tuple: the cache spares the fd walk on the hot path (and still
+   * holds the local port after TCP_CLOSE, which the kernel zeroes). Anything else is looked up
+   * before the record is started, so that files, pipes and unix sockets end here. */
+  bool cached = info && info->remote_port != 0 && info->local_port != 0;
+  struct sock *sk = cached ? NULL : inet_sock_of_fd(a.fd);
+  if (!cached && !sk) return 0;
+  struct scratch *s = scratch_for(SOCK_EVENT_DATA, pid_tgid, a.fd);
+  if (!s) return 0;
+  struct sock_event *ev = &s->ev;
+  if (cached) {
     ev->socket_id = info->socket_id;
     ev->role = info->role;
     cached_tuple(ev, info);
   } else {
-    struct sock *sk = inet_sock_of_fd(a.fd);
-    if (!sk) return 0;
     fill_tuple(ev, sk);
     if (info) {
       ev->socket_id = info->socket_id;
@@ -646,42 +646,73 @@ static __always_inline int exit_io(long ret, __u8 sys, const bool mmsg) {
   return 0;
 }
 
+/* A send's exit: the state must be this syscall's (an exit whose entry was not traced finds
+ * another, or none). */
+static __always_inline int exit_send(long ret, __u8 sys, const bool mmsg) {
+  struct thread_state *st = thread_state_get(false);
+  if (!st || sys == 0 || st->io.syscall != sys) return 0;
+  struct active_io a = st->io;
+  st->io.syscall = 0;
+  if (ret <= 0) return 0;
+  return emit_io(ret, &a, st, mmsg);
+}
+
+/* A receive has no entry program: its arguments are still in the registers the syscall saved
+ * (bpf_task_pt_regs), and it is stamped at the exit. That spares an event loop's receives a
+ * tracepoint hit and a task-storage lookup at the entry, and receives that return nothing (EAGAIN)
+ * cost one compare. x86-64 argument registers: di, si, dx, r10, r8, r9. */
+static __always_inline int exit_recv(long ret, __u8 sys, const bool mmsg) {
+  if (ret <= 0) return 0;
+  struct sock_trace_config *cfg = get_config();
+  if (!cfg) return 0;
+  __u64 pid_tgid = bpf_get_current_pid_tgid();
+  __u32 tgid = pid_tgid >> 32;
+  struct thread_state *st = thread_state_get(true);
+  if (!st) {
+    count(CNT_ACTIVE_MAP_FULL);
+    return 0;
+  }
+  if (!thread_wanted(st, tgid, cfg)) return 0;
+  struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
+  struct active_io a = {
+    .buf = regs->si, .fd = (__u32)regs->di, .syscall = sys, .direction = SOCK_DIR_INGRESS,
+    .vlen = sys == SYS_READV ? (__u32)regs->dx : 0, .addr = sys == SYS_RECVFROM ? regs->r8 : 0,
+  };
+  /* A read inside SSL_read is the ciphertext of the plaintext the uprobe reports: it names the
+   * SSL's socket and is not reported itself. */
+  if ((st->tls & TLS_IN_CALL) && cfg->tls_enabled) {
+    __u64 key = ((__u64)tgid << 32) | a.fd;
+    if ((bpf_map_lookup_elem(&socket_info, &key) || inet_sock_of_fd(a.fd)) && tls_claims_fd(pid_tgid, a.fd)) return 0;
+  }
+  return emit_io(ret, &a, st, mmsg);
+}
+
 #define ARG(i) (ctx->args[i])
 
-SEC("tracepoint/syscalls/sys_enter_read")
-int enter_read(struct trace_event_raw_sys_enter *ctx) { return enter_io(ARG(0), ARG(1), 0, SYS_READ, SOCK_DIR_INGRESS, 0); }
 SEC("tracepoint/syscalls/sys_enter_write")
-int enter_write(struct trace_event_raw_sys_enter *ctx) { return enter_io(ARG(0), ARG(1), 0, SYS_WRITE, SOCK_DIR_EGRESS, 0); }
-SEC("tracepoint/syscalls/sys_enter_readv")
-int enter_readv(struct trace_event_raw_sys_enter *ctx) { return enter_io(ARG(0), ARG(1), ARG(2), SYS_READV, SOCK_DIR_INGRESS, 0); }
+int enter_write(struct trace_event_raw_sys_enter *ctx) { return enter_send(ARG(0), ARG(1), 0, SYS_WRITE, 0); }
 SEC("tracepoint/syscalls/sys_enter_writev")
-int enter_writev(struct trace_event_raw_sys_enter *ctx) { return enter_io(ARG(0), ARG(1), ARG(2), SYS_WRITEV, SOCK_DIR_EGRESS, 0); }
+int enter_writev(struct trace_event_raw_sys_enter *ctx) { return enter_send(ARG(0), ARG(1), ARG(2), SYS_WRITEV, 0); }
 SEC("tracepoint/syscalls/sys_enter_sendto")
-int enter_sendto(struct trace_event_raw_sys_enter *ctx) { return enter_io(ARG(0), ARG(1), 0, SYS_SENDTO, SOCK_DIR_EGRESS, ARG(4)); }
-SEC("tracepoint/syscalls/sys_enter_recvfrom")
-int enter_recvfrom(struct trace_event_raw_sys_enter *ctx) { return enter_io(ARG(0), ARG(1), 0, SYS_RECVFROM, SOCK_DIR_INGRESS, ARG(4)); }
+int enter_sendto(struct trace_event_raw_sys_enter *ctx) { return enter_send(ARG(0), ARG(1), 0, SYS_SENDTO, ARG(4)); }
 SEC("tracepoint/syscalls/sys_enter_sendmsg")
-int enter_sendmsg(struct trace_event_raw_sys_enter *ctx) { return enter_io(ARG(0), ARG(1), 0, SYS_SENDMSG, SOCK_DIR_EGRESS, 0); }
-SEC("tracepoint/syscalls/sys_enter_recvmsg")
-int enter_recvmsg(struct trace_event_raw_sys_enter *ctx) { return enter_io(ARG(0), ARG(1), 0, SYS_RECVMSG, SOCK_DIR_INGRESS, 0); }
+int enter_sendmsg(struct trace_event_raw_sys_enter *ctx) { return enter_send(ARG(0), ARG(1), 0, SYS_SENDMSG, 0); }
 SEC("tracepoint/syscalls/sys_enter_sendmmsg")
-int enter_sendmmsg(struct trace_event_raw_sys_enter *ctx) { return enter_io(ARG(0), ARG(1), 0, SYS_SENDMMSG, SOCK_DIR_EGRESS, 0); }
-SEC("tracepoint/syscalls/sys_enter_recvmmsg")
-int enter_recvmmsg(struct trace_event_raw_sys_enter *ctx) { return enter_io(ARG(0), ARG(1), 0, SYS_RECVMMSG, SOCK_DIR_INGRESS, 0); }
+int enter_sendmmsg(struct trace_event_raw_sys_enter *ctx) { return enter_send(ARG(0), ARG(1), 0, SYS_SENDMMSG, 0); }
 
-#define EXIT_IO(name, sys, mmsg) \
+#define EXIT_IO(name, how, sys, mmsg) \
   SEC("tracepoint/syscalls/sys_exit_" #name) \
-  int exit_##name(struct trace_event_raw_sys_exit *ctx) { return exit_io(ctx->ret, sys, mmsg); }
-EXIT_IO(read, SYS_READ, false)
-EXIT_IO(write, SYS_WRITE, false)
-EXIT_IO(readv, SYS_READV, false)
-EXIT_IO(writev, SYS_WRITEV, false)
-EXIT_IO(sendto, SYS_SENDTO, false)
-EXIT_IO(recvfrom, SYS_RECVFROM, false)
-EXIT_IO(sendmsg, SYS_SENDMSG, false)
-EXIT_IO(recvmsg, SYS_RECVMSG, false)
-EXIT_IO(sendmmsg, SYS_SENDMMSG, true)
-EXIT_IO(recvmmsg, SYS_RECVMMSG, true)
+  int exit_##name(struct trace_event_raw_sys_exit *ctx) { return how(ctx->ret, sys, mmsg); }
+EXIT_IO(read, exit_recv, SYS_READ, false)
+EXIT_IO(write, exit_send, SYS_WRITE, false)
+EXIT_IO(readv, exit_recv, SYS_READV, false)
+EXIT_IO(writev, exit_send, SYS_WRITEV, false)
+EXIT_IO(sendto, exit_send, SYS_SENDTO, false)
+EXIT_IO(recvfrom, exit_recv, SYS_RECVFROM, false)
+EXIT_IO(sendmsg, exit_send, SYS_SENDMSG, false)
+EXIT_IO(recvmsg, exit_recv, SYS_RECVMSG, false)
+EXIT_IO(sendmmsg, exit_send, SYS_SENDMMSG, true)
+EXIT_IO(recvmmsg, exit_recv, SYS_RECVMMSG, true)
 
 /* ---- connection lifecycle ---- */
 
@@ -797,19 +828,21 @@ int enter_close(struct trace_event_raw_sys_enter *ctx) { return enter_close_comm
 #define NR_recvmmsg 299
 #define NR_sendmmsg 307
 
+#define TS_COMPAT 0x0002 /* thread_info.status: in a 32-bit syscall, whose numbers differ */
+
+static __always_inline bool compat_syscall(void) {
+  return bpf_get_current_task_btf()->thread_info.status & TS_COMPAT;
+}
+
 SEC("tp_btf/sys_enter")
 int BPF_PROG(raw_sys_enter, struct pt_regs *regs, long id) {
+  if (compat_syscall()) return 0; /* the syscalls/ tracepoints skip them too */
   switch (id) {
-  case NR_read: return enter_io(regs->di, regs->si, 0, SYS_READ, SOCK_DIR_INGRESS, 0);
-  case NR_write: return enter_io(regs->di, regs->si, 0, SYS_WRITE, SOCK_DIR_EGRESS, 0);
-  case NR_readv: return enter_io(regs->di, regs->si, regs->dx, SYS_READV, SOCK_DIR_INGRESS, 0);
-  case NR_writev: return enter_io(regs->di, regs->si, regs->dx, SYS_WRITEV, SOCK_DIR_EGRESS, 0);
-  case NR_sendto: return enter_io(regs->di, regs->si, 0, SYS_SENDTO, SOCK_DIR_EGRESS, regs->r8);
-  case NR_recvfrom: return enter_io(regs->di, regs->si, 0, SYS_RECVFROM, SOCK_DIR_INGRESS, regs->r8);
-  case NR_sendmsg: return enter_io(regs->di, regs->si, 0, SYS_SENDMSG, SOCK_DIR_EGRESS, 0);
-  case NR_recvmsg: return enter_io(regs->di, regs->si, 0, SYS_RECVMSG, SOCK_DIR_INGRESS, 0);
-  case NR_sendmmsg: return enter_io(regs->di, regs->si, 0, SYS_SENDMMSG, SOCK_DIR_EGRESS, 0);
-  case NR_recvmmsg: return enter_io(regs->di, regs->si, 0, SYS_RECVMMSG, SOCK_DIR_INGRESS, 0);
+  case NR_write: return enter_send(regs->di, regs->si, 0, SYS_WRITE, 0);
+  case NR_writev: return enter_send(regs->di, regs->si, regs->dx, SYS_WRITEV, 0);
+  case NR_sendto: return enter_send(regs->di, regs->si, 0, SYS_SENDTO, regs->r8);
+  case NR_sendmsg: return enter_send(regs->di, regs->si, 0, SYS_SENDMSG, 0);
+  case NR_sendmmsg: return enter_send(regs->di, regs->si, 0, SYS_SENDMMSG, 0);
   case NR_connect: return enter_remember(regs->di, SYS_CONNECT);
   case NR_accept: return enter_remember(regs->di, SYS_ACCEPT);
   case NR_accept4: return enter_remember(regs->di, SYS_ACCEPT4);
@@ -820,17 +853,18 @@ int BPF_PROG(raw_sys_enter, struct pt_regs *regs, long id) {
 
 SEC("tp_btf/sys_exit")
 int BPF_PROG(raw_sys_exit, struct pt_regs *regs, long ret) {
+  if (compat_syscall()) return 0;
   switch (regs->orig_ax) {
-  case NR_read: return exit_io(ret, SYS_READ, false);
-  case NR_write: return exit_io(ret, SYS_WRITE, false);
-  case NR_readv: return exit_io(ret, SYS_READV, false);
-  case NR_writev: return exit_io(ret, SYS_WRITEV, false);
-  case NR_sendto: return exit_io(ret, SYS_SENDTO, false);
-  case NR_recvfrom: return exit_io(ret, SYS_RECVFROM, false);
-  case NR_sendmsg: return exit_io(ret, SYS_SENDMSG, false);
-  case NR_recvmsg: return exit_io(ret, SYS_RECVMSG, false);
-  case NR_sendmmsg: return exit_io(ret, SYS_SENDMMSG, true);
-  case NR_recvmmsg: return exit_io(ret, SYS_RECVMMSG, true);
+  case NR_read: return exit_recv(ret, SYS_READ, false);
+  case NR_write: return exit_send(ret, SYS_WRITE, false);
+  case NR_readv: return exit_recv(ret, SYS_READV, false);
+  case NR_writev: return exit_send(ret, SYS_WRITEV, false);
+  case NR_sendto: return exit_send(ret, SYS_SENDTO, false);
+  case NR_recvfrom: return exit_recv(ret, SYS_RECVFROM, false);
+  case NR_sendmsg: return exit_send(ret, SYS_SENDMSG, false);
+  case NR_recvmsg: return exit_recv(ret, SYS_RECVMSG, false);
+  case NR_sendmmsg: return exit_send(ret, SYS_SENDMMSG, true);
+  case NR_recvmmsg: return exit_recv(ret, SYS_RECVMMSG, true);
   case NR_connect: return exit_connect_common(ret);
   case NR_accept: case NR_accept4: return exit_accept_common(ret);
   }

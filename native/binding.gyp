@@ -8,6 +8,7 @@
         "src/packet_ring.cc",
         "src/af_packet_socket.cc",
         "src/ebpf_util.cc",
+        "src/bpf_ring_reader.cc",
         "src/ebpf_socket_tracer.cc",
         "src/ebpf_profiler.cc"
       ],

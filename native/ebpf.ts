@@ -63,12 +63,14 @@ export interface EbpfMapCounts {
 }
 
 /**
- * Called per batch: the first `bytes` of `records` hold `count` ring records, each as
- * [u32 length, u32 0, record] padded to 8 bytes (8-aligned, so typed-array views work); the
- * record layout is bpf/socket_trace.h (see services/capture/ebpf-socket-records.ts).
- * `records` is one reused Buffer: its contents are valid only during the call.
+ * Called per batch. `records` holds `count` ring records split in two: the first `headerBytes`
+ * are 112-byte entries [u32 record size, u32 payload offset, 104-byte header (struct sock_event,
+ * bpf/socket_trace.h)], 8-aligned so typed-array views work; each record's captured bytes lie at
+ * `payloadStart` + its payload offset (`payloadBytes` in all). See
+ * services/capture/ebpf-socket-records.ts. `records` is one reused Buffer: its contents are
+ * valid only during the call.
  */
-export type EbpfBatchCallback = (records: Buffer, count: number, bytes: number) => void;
+export type EbpfBatchCallback = (records: Buffer, count: number, headerBytes: number, payloadStart: number, payloadBytes: number) => void;
 
 interface NativeTracer {
   start(cb: EbpfBatchCallback): void;

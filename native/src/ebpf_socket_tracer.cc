@@ -28,7 +28,9 @@ struct TraceConfig {
   uint32_t filterGen;  // bumped after each pid_filter change; 0 is never used (fresh thread state)
 };
 constexpr uint32_t kMaxCap = 8192;
-constexpr size_t kRecordPrefix = 8;
+constexpr size_t kRecordPrefix = 8;     // u32 record size, u32 payload offset
+constexpr size_t kEventHeader = 104;    // sizeof(struct sock_event); the captured bytes follow it
+constexpr size_t kEntryBytes = kRecordPrefix + kEventHeader;
 
 uint32_t OptU32(const Napi::Object& o, const char* key, uint32_t dflt) {
   if (!o.Has(key) || o.Get(key).IsUndefined()) return dflt;
@@ -64,7 +66,11 @@ EbpfSocketTracer::EbpfSocketTracer(const Napi::CallbackInfo& info)
   uint32_t wakeupBytes = OptU32(o, "wakeupBytes", 256u << 10);
   TraceConfig cfg{std::min(OptU32(o, "capBytes", 4096), kMaxCap), OptU32(o, "pidMode", 0), wakeupBytes, 0, 1};
   flushMs_ = std::max<uint32_t>(OptU32(o, "flushIntervalMs", 10), 1);
-  batchSize_ = std::max<uint32_t>(OptU32(o, "batchBytes", 1u << 20), 64u << 10);
+  // One delivery buffer: the records' headers, then their captured bytes (payload area of
+  // batchBytes; header room for about one 112 B entry per 900 payload bytes, at least 1024).
+  payloadCap_ = std::max<uint32_t>(OptU32(o, "batchBytes", 1u << 20), 64u << 10);
+  headerCap_ = std::max<size_t>(payloadCap_ / 8, 1024 * kEntryBytes) / kEntryBytes * kEntryBytes;
+  batchSize_ = headerCap_ + payloadCap_;
   batch_ = static_cast<uint8_t*>(malloc(batchSize_));
   if (batch_ == nullptr) throw Napi::Error::New(env, "out of memory");
   batchView_ = Napi::Persistent(Napi::Buffer<uint8_t>::New(env, batch_, batchSize_, [](Napi::Env, uint8_t* p) { free(p); }));
@@ -126,11 +132,9 @@ EbpfSocketTracer::EbpfSocketTracer(const Napi::CallbackInfo& info)
     }
   }
 
-  ring_ = ring_buffer__new(bpf_map__fd(events), OnSample, this, nullptr);
-  if (ring_ == nullptr) {
-    int e = errno;
+  if (int e = ring_.Open(bpf_map__fd(events), ring)) {
     Release();
-    ThrowErrno(env, e, "ring_buffer__new", log.text());
+    ThrowErrno(env, e, "mmap the ring buffer", log.text());
   }
   bpf_program* prog;
   bpf_object__for_each_program(prog, obj_) {
@@ -153,7 +157,7 @@ EbpfSocketTracer::EbpfSocketTracer(const Napi::CallbackInfo& info)
   }
   handles_ = new LoopHandles();
   handles_->owner = this;
-  uv_poll_init(loop, &handles_->poll, ring_buffer__epoll_fd(ring_));
+  uv_poll_init(loop, &handles_->poll, ring_.fd());
   uv_timer_init(loop, &handles_->timer);
   handles_->poll.data = handles_;
   handles_->timer.data = handles_;
@@ -185,8 +189,7 @@ void EbpfSocketTracer::Release() {
   }
   for (bpf_link* l : links_) bpf_link__destroy(l);
   links_.clear();
-  if (ring_ != nullptr) ring_buffer__free(ring_);
-  ring_ = nullptr;
+  ring_.Close();
   if (obj_ != nullptr) bpf_object__close(obj_);
   obj_ = nullptr;
   countersFd_ = socketInfoFd_ = configFd_ = pidFilterFd_ = -1;
@@ -209,53 +212,56 @@ void EbpfSocketTracer::OnTimer(uv_timer_t* timer) {
   }
 }
 
-int EbpfSocketTracer::OnSample(void* ctx, void* data, size_t size) {
-  auto* self = static_cast<EbpfSocketTracer*>(ctx);
-  size_t need = kRecordPrefix + ((size + 7) & ~size_t(7));
-  if (need > self->batchSize_) {
-    self->oversize_++;
-    return 0;
+// Splits the record: its header goes to the header area after an 8-byte prefix (record size,
+// payload offset), its captured bytes to the payload area, so JS reads payloads where they lie.
+bool EbpfSocketTracer::TakeRecord(const uint8_t* data, uint32_t size) {
+  size_t payload = size > kEventHeader ? size - kEventHeader : 0;
+  if (payload > payloadCap_) {
+    oversize_++;  // can never fit: skipped (cannot happen with the shipped object)
+    return true;
   }
-  if (self->batchUsed_ + need > self->batchSize_) {
-    // Cannot happen: we stop the consume loop (below) before the batch can overflow.
-    self->oversize_++;
-    return 0;
+  if (headerUsed_ + kEntryBytes > headerCap_ || payloadUsed_ + payload > payloadCap_) {
+    batchFull_ = true;  // stays in the ring for the next pass
+    return false;
   }
-  uint8_t* at = self->batch_ + self->batchUsed_;
-  uint32_t len = static_cast<uint32_t>(size);
-  memcpy(at, &len, 4);
-  memset(at + 4, 0, 4);
-  memcpy(at + kRecordPrefix, data, size);
-  self->batchUsed_ += need;
-  self->batchCount_++;
-  // Stop this consume pass while one more maximum-size record still fits for sure; libbpf has
-  // already consumed this record, so a negative return loses nothing.
-  constexpr size_t kMaxRecord = kRecordPrefix + 104 + kMaxCap + 8;
-  if (self->batchUsed_ + kMaxRecord > self->batchSize_) return -E2BIG;
-  return 0;
+  uint8_t* at = batch_ + headerUsed_;
+  uint32_t offset = static_cast<uint32_t>(payloadUsed_);
+  memcpy(at, &size, 4);
+  memcpy(at + 4, &offset, 4);
+  size_t head = std::min<size_t>(size, kEventHeader);
+  memcpy(at + kRecordPrefix, data, head);
+  if (head < kEventHeader) memset(at + kRecordPrefix + head, 0, kEventHeader - head);  // short: JS drops it
+  memcpy(batch_ + headerCap_ + payloadUsed_, data + head, payload);
+  headerUsed_ += kEntryBytes;
+  payloadUsed_ += payload;
+  batchCount_++;
+  return true;
 }
 
 void EbpfSocketTracer::Deliver() {
   if (batchCount_ == 0) return;
   uint32_t count = batchCount_;
-  size_t used = batchUsed_;
-  batchUsed_ = 0;
+  size_t headers = headerUsed_;
+  size_t payloads = payloadUsed_;
+  headerUsed_ = 0;
+  payloadUsed_ = 0;
   batchCount_ = 0;
   if (!onBatch_.IsEmpty()) {
-    onBatch_.MakeCallback(Value(), {batchView_.Value(), Napi::Number::New(env_, count), Napi::Number::New(env_, used)},
+    onBatch_.MakeCallback(Value(), {batchView_.Value(), Napi::Number::New(env_, count), Napi::Number::New(env_, headers),
+                                    Napi::Number::New(env_, headerCap_), Napi::Number::New(env_, payloads)},
                           *asyncContext_);
   }
 }
 
 uint32_t EbpfSocketTracer::DrainRing() {
   uint32_t total = 0;
-  // Bounded so a flood cannot starve the event loop; the epoll fd stays readable for the rest.
-  for (int pass = 0; pass < 16 && !closed_ && ring_ != nullptr; pass++) {
-    int n = ring_buffer__consume(ring_);
-    uint32_t got = batchCount_;
-    total += got;
+  // Bounded so a flood cannot starve the event loop; the map fd stays readable for the rest.
+  for (int pass = 0; pass < 16 && !closed_ && ring_.open(); pass++) {
+    batchFull_ = false;
+    ring_.Consume([this](const uint8_t* data, uint32_t size) { return TakeRecord(data, size); });
+    total += batchCount_;
     Deliver();
-    if (n != -E2BIG) break;
+    if (!batchFull_) break;
   }
   return total;
 }
@@ -428,9 +434,9 @@ Napi::Value EbpfSocketTracer::Close(const Napi::CallbackInfo& info) {
       uv_close(reinterpret_cast<uv_handle_t*>(&handles_->timer), OnHandleClosed);
       handles_ = nullptr;
     }
-    DetachInBackground(std::move(links_), ring_, obj_);
+    ring_.Close();
+    DetachInBackground(std::move(links_), nullptr, obj_);
     links_.clear();
-    ring_ = nullptr;
     obj_ = nullptr;
     countersFd_ = socketInfoFd_ = configFd_ = pidFilterFd_ = -1;
     onBatch_.Reset();

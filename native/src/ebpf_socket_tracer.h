@@ -1,6 +1,6 @@
 // JS binding of the eBPF socket tracer (bpf/socket_trace.bpf.c): opens the CO-RE object with
 // libbpf, sizes and seeds its maps, attaches every syscall tracepoint program, and delivers the
-// ring buffer to JS in batches from a libuv poll handle on the ring buffer's epoll fd.
+// ring buffer to JS in batches from a libuv poll handle on the ring buffer map.
 #pragma once
 #include <napi.h>
 #include <uv.h>
@@ -9,9 +9,10 @@
 #include <string>
 #include <vector>
 
+#include "bpf_ring_reader.h"
+
 struct bpf_object;
 struct bpf_link;
-struct ring_buffer;
 
 namespace flowtap {
 
@@ -24,7 +25,7 @@ class EbpfSocketTracer : public Napi::ObjectWrap<EbpfSocketTracer> {
  private:
   // libuv handles live on the heap: uv_close completes after this object may be gone.
   struct LoopHandles {
-    uv_poll_t poll;    // the ring's epoll fd: readable when the kernel side asked for a wakeup
+    uv_poll_t poll;    // the ring map: readable when the kernel side asked for a wakeup
     uv_timer_t timer;  // drains every flushMs_: the kernel side wakes us only past wakeupBytes
     EbpfSocketTracer* owner;
     int closing;
@@ -44,9 +45,9 @@ class EbpfSocketTracer : public Napi::ObjectWrap<EbpfSocketTracer> {
   static void OnTimer(uv_timer_t* timer);
   static void OnHandleClosed(uv_handle_t* handle);
   static void OnEnvCleanup(void* arg);
-  static int OnSample(void* ctx, void* data, size_t size);
 
   uint32_t DrainRing();  // returns records delivered
+  bool TakeRecord(const uint8_t* data, uint32_t size);  // false: the batch is full, record not taken
   void Deliver();
   void Release();
 
@@ -54,19 +55,24 @@ class EbpfSocketTracer : public Napi::ObjectWrap<EbpfSocketTracer> {
   bpf_object* obj_ = nullptr;
   std::vector<bpf_link*> links_;
   std::vector<std::string> tlsFiles_;  // "dev:inode" of files with TLS uprobes
-  ring_buffer* ring_ = nullptr;
+  BpfRingReader ring_;
   int countersFd_ = -1;
   int socketInfoFd_ = -1;
   int configFd_ = -1;
   int pidFilterFd_ = -1;
-  // Records are copied here (u32 length, u32 reserved, record, padded to 8) until the batch is
-  // full or the ring is empty; then one Buffer goes to JS.
+  // Records are copied here until the batch is full or the ring is empty; then one Buffer goes
+  // to JS. Layout: headerCap_ bytes of entries [u32 record size, u32 payload offset, 104-byte
+  // header], then the payload area (each record's captured bytes, back to back).
   // The memory belongs to batchView_, an external Buffer that frees it when collected, so a JS
   // reference that outlives the tracer stays valid memory (its contents are replaced each batch).
   uint8_t* batch_ = nullptr;
   size_t batchSize_ = 0;
   Napi::Reference<Napi::Buffer<uint8_t>> batchView_;
-  size_t batchUsed_ = 0;
+  size_t headerCap_ = 0;
+  size_t payloadCap_ = 0;
+  size_t headerUsed_ = 0;
+  size_t payloadUsed_ = 0;
+  bool batchFull_ = false;  // the last pass stopped at a record that did not fit
   uint32_t batchCount_ = 0;
   uint64_t oversize_ = 0;  // records larger than the batch (cannot happen with the shipped object)
   LoopHandles* handles_ = nullptr;

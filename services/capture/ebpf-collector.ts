@@ -102,18 +102,18 @@ export class EbpfCollector {
     const collector = new EbpfCollector({ available: true, message: 'eBPF socket tracer attached' }, tracer, sink, rows);
     if (include.length > 0) for (const pid of exclude) collector.decoder.excludePid(pid);
     if (config.processNames && config.processNames.length > 0) collector.decoder.onlyComms(config.processNames);
-    tracer.onBatch((records, _count, bytes) => collector.onRecords(records, bytes));
+    tracer.onBatch((records, _count, headerBytes, payloadStart) => collector.onRecords(records, headerBytes, payloadStart));
     collector.tlsConfig = { enabled: config.tls !== false, binaries: config.tlsBinaries ?? DEFAULT_TLS_BINARIES, paths: config.tlsPaths ?? [] };
     collector.rescanTls();
     return collector;
   }
 
-  private onRecords(records: Buffer, bytes: number): void {
+  private onRecords(records: Buffer, headerBytes: number, payloadStart: number): void {
     this.decoder.resyncClock();
     let o = 0;
-    while (o < bytes) {
-      o = this.decoder.decode(records, o, bytes, this.batch);
-      if (o < bytes || this.batch.full) this.flush();
+    while (o < headerBytes) {
+      o = this.decoder.decode(records, o, headerBytes, payloadStart, this.batch);
+      if (o < headerBytes || this.batch.full) this.flush();
     }
     // Rows go out at the end of every delivery (the addon delivers at least every flushIntervalMs).
     this.flush();
@@ -168,7 +168,8 @@ export class EbpfCollector {
    * socket_map_full (socket not remembered), read_user_fault (payload not captured),
    * tls_no_fd (TLS plaintext whose socket was not found: lost),
    * mmsg_unreported (messages of a sendmmsg/recvmmsg past the first 16 of the call: lost),
-   * short_record / bad_kind / oversize_payload (malformed record), excluded_pid / excluded_comm
+   * short_record / bad_kind (malformed record), oversize_payload (a record larger than the addon's
+   * whole payload area: skipped), excluded_pid / excluded_comm
    * (filtered in user space by configuration).
    */
   get drops(): Record<string, number> {
@@ -180,6 +181,7 @@ export class EbpfCollector {
       read_user_fault: c?.readUserFault ?? 0,
       tls_no_fd: c?.tlsNoFd ?? 0,
       mmsg_unreported: c?.mmsgUnreported ?? 0,
+      oversize_payload: c?.oversize ?? 0,
       ...this.decoder.drops,
     };
   }

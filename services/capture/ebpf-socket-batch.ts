@@ -49,12 +49,27 @@ export class SocketDataBatch {
   payloadCap!: Uint32Array;
   payloadData: Buffer;
   payloadUsed = 0;
+  /** The batch's own payload buffer; payloadData is a borrowed view instead after borrowPayloads(). */
+  private ownPayloads: Buffer;
 
   constructor(capacity = SOCKET_BATCH_DEFAULT_CAPACITY, payloadBytes = 1 << 20) {
     this.capacity = capacity;
     this.allocColumns(capacity);
-    this.payloadData = Buffer.allocUnsafe(payloadBytes);
+    this.payloadData = this.ownPayloads = Buffer.allocUnsafe(payloadBytes);
   }
+
+  /**
+   * Payload offsets count from `source[start]` until reset(): the capture process reads payloads
+   * where the addon put them instead of copying each one. `source` must outlive the batch's use.
+   */
+  borrowPayloads(source: Buffer, start: number): void {
+    this.payloadData = source.subarray(start);
+    this.payloadSource = source;
+    this.payloadUsed = 0;
+  }
+
+  /** The Buffer payloads are borrowed from, undefined while they are the batch's own. */
+  payloadSource: Buffer | undefined;
 
   private allocColumns(capacity: number): void {
     this.capacity = capacity;
@@ -93,6 +108,8 @@ export class SocketDataBatch {
   reset(): void {
     this.count = 0;
     this.payloadUsed = 0;
+    this.payloadData = this.ownPayloads;
+    this.payloadSource = undefined;
   }
 
   /** The process name of row i (allocates a string: for logs and tests, not per event). */
@@ -169,7 +186,7 @@ export class SocketDataBatch {
     for (let i = 0; i < n; i++) {
       if (this.payloadOffset[i] + this.payloadCap[i] > data.length) return false;
     }
-    if (data.length > this.payloadData.length) this.payloadData = Buffer.allocUnsafe(data.length);
+    if (data.length > this.payloadData.length) this.payloadData = this.ownPayloads = Buffer.allocUnsafe(data.length);
     this.payloadData.set(data);
     this.payloadUsed = data.length;
     this.count = n;

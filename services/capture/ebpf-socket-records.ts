@@ -1,6 +1,8 @@
 // Decodes the socket tracer's ring-buffer records (layout: struct sock_event in bpf/socket_trace.h)
-// into SocketDataBatch rows. Records arrive as the addon delivers them: [u32 length, u32 0, record]
-// padded to 8 bytes. Reads fields at fixed offsets: no object per record.
+// into SocketDataBatch rows. Records arrive as the addon delivers them (native/ebpf.ts
+// EbpfBatchCallback): 112-byte entries [u32 record size, u32 payload offset, 104-byte header], and
+// the captured bytes in a payload area of the same Buffer. Reads fields at fixed offsets and
+// leaves payloads where they lie (the batch borrows them): no object and no copy per record.
 import { SocketDataBatch } from './ebpf-socket-batch';
 
 /** Byte offsets in struct sock_event; keep in step with bpf/socket_trace.h. */
@@ -10,33 +12,42 @@ export const REC = {
   SYSCALL: 53, IS_TLS: 54, LOCAL_ADDR: 56, REMOTE_ADDR: 72, COMM: 88, HEADER: 104,
 } as const;
 
-/** Payloads up to this many bytes are copied by a JS loop: cheaper than a call into Buffer.copy. */
-const SMALL_PAYLOAD = 48;
+/** Wall-clock steps smaller than this are Date.now()'s own granularity, not a step. */
+const CLOCK_STEP_US = 3000;
+
+const monotonicUs = (): number => Number(process.hrtime.bigint() / 1000n);
+
+/** One delivered entry: the 8-byte prefix and the header. */
+export const ENTRY_BYTES = 8 + REC.HEADER;
 
 /**
  * Why a record was not turned into a row (counted, never thrown):
- * - `short_record`: shorter than the header, or its cap_len runs past its end;
+ * - `short_record`: shorter than the header, or its cap_len runs past its end (or the payload area's);
  * - `bad_kind`: kind outside 1..4 (object and decoder out of step);
  * - `excluded_pid`: from a process the user-space filter drops (e.g. a pid that raced the kernel filter);
- * - `oversize_payload`: captured bytes larger than an empty batch's payload buffer;
  * - `excluded_comm`: from a process whose name is not in the configured list.
  */
-export type SocketRecordDropReason = 'short_record' | 'bad_kind' | 'excluded_pid' | 'oversize_payload' | 'excluded_comm';
+export type SocketRecordDropReason = 'short_record' | 'bad_kind' | 'excluded_pid' | 'excluded_comm';
 
 export class SocketRecordDecoder {
-  readonly drops: Record<SocketRecordDropReason, number> = { short_record: 0, bad_kind: 0, excluded_pid: 0, oversize_payload: 0, excluded_comm: 0 };
+  readonly drops: Record<SocketRecordDropReason, number> = { short_record: 0, bad_kind: 0, excluded_pid: 0, excluded_comm: 0 };
   /** Microseconds to add to CLOCK_MONOTONIC µs to get epoch µs (bpf_ktime_get_ns is CLOCK_MONOTONIC). */
   private monoToEpochUs = 0;
   private readonly excluded = new Set<number>();
 
   constructor() {
-    this.resyncClock();
+    // performance.timeOrigin + now() is the wall clock in µs precision on the monotonic clock.
+    this.monoToEpochUs = (performance.timeOrigin + performance.now()) * 1000 - monotonicUs();
   }
 
-  /** Re-reads the offset between the monotonic and the wall clock (call once per batch: NTP steps). */
+  /**
+   * Follows steps of the wall clock (NTP, an operator): call once per delivery. Date.now() has
+   * 1 ms steps, so the offset moves only when it is off by more than CLOCK_STEP_US; re-reading it
+   * every delivery made timestamps jitter by up to 1 ms and reordered one thread's rows.
+   */
   resyncClock(): void {
-    const monoUs = Number(process.hrtime.bigint() / 1000n);
-    this.monoToEpochUs = Date.now() * 1000 - monoUs;
+    const drift = Date.now() * 1000 - (monotonicUs() + this.monoToEpochUs);
+    if (drift > CLOCK_STEP_US || drift < -CLOCK_STEP_US) this.monoToEpochUs += drift;
   }
 
   excludePid(pid: number): void {
@@ -73,10 +84,9 @@ export class SocketRecordDecoder {
   private ipLocal32: Uint32Array = new Uint32Array(0);
   private ipRemote32: Uint32Array = new Uint32Array(0);
   private comm32: Uint32Array = new Uint32Array(0);
-
   private batchViewsFor(batch: SocketDataBatch): void {
-    if (batch.ipLocal === this.ipLocalOf) return;
     const u32Of = (a: Uint8Array): Uint32Array => new Uint32Array(a.buffer, a.byteOffset, a.length >>> 2);
+    if (batch.ipLocal === this.ipLocalOf) return;
     this.ipLocalOf = batch.ipLocal;
     this.ipLocal32 = u32Of(batch.ipLocal);
     this.ipRemote32 = u32Of(batch.ipRemote);
@@ -94,61 +104,59 @@ export class SocketRecordDecoder {
   }
 
   /**
-   * Appends the records at [start, end) of `records` to `batch`, stopping when the batch is full.
-   * Returns the offset of the first record not consumed (`end` when all were). Records start at
-   * 8-aligned offsets, so header fields are read through u32/u16 views of the buffer.
+   * Appends the entries at [start, end) of `records` to `batch`, stopping when the batch is full.
+   * Returns the offset of the first entry not consumed (`end` when all were): the caller then
+   * flushes the batch and calls again. Entries start at
+   * 8-aligned offsets, so header fields are read through u32/u16 views of the buffer; payloads
+   * stay in `records` from `payloadStart` on, and the batch borrows them (valid while `records` is).
    */
-  decode(records: Buffer, start: number, end: number, batch: SocketDataBatch): number {
+  decode(records: Buffer, start: number, end: number, payloadStart: number, batch: SocketDataBatch): number {
+    // A batch's payloads are one run of one delivery: rows from another call go out first.
+    if (batch.count > 0 && batch.payloadSource !== records) return start;
     this.viewsFor(records);
     this.batchViewsFor(batch);
     const u32 = this.u32;
     const u16 = this.u16;
     const ipLocal = this.ipLocal32, ipRemote = this.ipRemote32, comm = this.comm32;
+    const monoToEpochUs = this.monoToEpochUs;
+    // Where the batch's payload run starts in `records` (set when its first row is added).
+    let payloadBase = batch.count > 0 ? batch.payloadData.byteOffset - records.byteOffset : 0;
     let o = start;
-    while (o + 8 <= end) {
-      const len = u32[o >>> 2];
-      const next = o + 8 + ((len + 7) & ~7);
+    for (; o + ENTRY_BYTES <= end; o += ENTRY_BYTES) {
+      const size = u32[o >>> 2];
+      const payloadAt = payloadStart + u32[(o >>> 2) + 1];
       const r = o + 8;
-      if (len < REC.HEADER || r + len > end) {
-        this.drops.short_record++;
-        o = next;
-        continue;
-      }
       const w = r >>> 2;
       const cap = u32[w + (REC.CAP_LEN >>> 2)];
-      if (REC.HEADER + cap > len) {
+      if (size < REC.HEADER || REC.HEADER + cap > size || payloadAt + cap > records.length) {
         this.drops.short_record++;
-        o = next;
         continue;
       }
       const kind = records[r + REC.KIND];
       if (kind < 1 || kind > 4) {
         this.drops.bad_kind++;
-        o = next;
         continue;
       }
       const pid = u32[w + (REC.PID >>> 2)];
       if (this.excluded.size > 0 && this.excluded.has(pid)) {
         this.drops.excluded_pid++;
-        o = next;
+        records.fill(0, payloadAt, payloadAt + cap); // its bytes may lie inside what the batch sends
         continue;
       }
       if (this.comms.length > 0 && !this.commWanted(records, r + REC.COMM)) {
         this.drops.excluded_comm++;
-        o = next;
+        records.fill(0, payloadAt, payloadAt + cap);
         continue;
       }
       if (batch.full) return o;
-      if (batch.payloadFull(cap)) {
-        if (batch.count > 0) return o;
-        this.drops.oversize_payload++;
-        o = next;
-        continue;
+      if (batch.count === 0) {
+        batch.borrowPayloads(records, payloadAt);
+        payloadBase = payloadAt;
       }
       const i = batch.count++;
       // u64 as two u32 words, kept in doubles (exact below 2^53).
       const tsNs = u32[w + 1] * 4294967296 + u32[w];
-      batch.timestampUs[i] = Math.floor(tsNs / 1000) + this.monoToEpochUs;
+      batch.timestampUs[i] = Math.floor(tsNs / 1000) + monoToEpochUs;
       batch.socketId[i] = u32[w + 3] * 4294967296 + u32[w + 2];
       batch.syscallTraceId[i] = u32[w + 5] * 4294967296 + u32[w + 4];
       batch.pid[i] = pid;
@@ -171,17 +179,12 @@ export class SocketRecordDecoder {
         ipRemote[d] = u32[ra + k];
         comm[d] = u32[ca + k];
       }
-      batch.payloadOffset[i] = batch.payloadUsed;
+      // Payload areas are filled in entry order, so a batch's payloads are one run from its first.
+      const rel = payloadAt - payloadBase;
+      batch.payloadOffset[i] = rel;
       batch.payloadCap[i] = cap;
-      if (cap > SMALL_PAYLOAD) {
-        records.copy(batch.payloadData, batch.payloadUsed, r + REC.HEADER, r + REC.HEADER + cap);
-      } else {
-        const out = batch.payloadData;
-        for (let k = 0, d = batch.payloadUsed, src = r + REC.HEADER; k < cap; k++) out[d + k] = records[src + k];
-      }
-      batch.payloadUsed += cap;
-      o = next;
+      batch.payloadUsed = rel + cap;
     }
-    return end;
+    return Math.min(o, end);
   }
 }
