@@ -16,7 +16,7 @@ const RECORDS = [
   ['metrics', 'Document', 'One line per metric row (`metrics.jsonl`): the tags below, then the meter fields of the table, flat.'],
   ['flow meter', 'FlowMeter', 'Meter fields of the `network.*` and `network_map.*` tables.'],
   ['app meter', 'AppMeterValues', 'Meter fields of the `application.*` and `application_map.*` tables.'],
-  ['profile', 'ProfileStack', 'With `ebpf.profiler` on: one line per folded on-CPU stack per process per interval (`profile.jsonl`, SQLite table `profile`), with the interval\'s `start_time`, `end_time` and `sample_hz` beside these fields.'],
+  ['profile', 'ProfileStack', 'With `ebpf.profiler` on: one row per folded on-CPU stack per process per interval (`profile.jsonl`, table `profile` in SQLite, ClickHouse and the collector\'s store), with the interval\'s `start_time`, `end_time` (µs) and `sample_hz` beside these fields. The interval\'s `lost_samples` travels to the collector with the interval but is not a column (it belongs to no one stack).'],
 ];
 
 function render() {
