@@ -2,7 +2,7 @@
 // (1 s intervals) and sinks jsonl, collector and clickhouse, a real `flowtap collector` process
 // and a real clickhouse-server. The intervals profile.jsonl holds must reach the collector's
 // `profile` table and ClickHouse's, row for row.
-import { fork, spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -12,10 +12,7 @@ import { ClickHouseClient } from '../../services/sender/clickhouse-sink';
 import { startCollector } from '../collector/processes';
 import { clickhouseInstalled, startClickHouse } from '../sender/clickhouse-server';
 import { profileKeys, readSqliteProfile } from '../sender/profiles';
-
-const DIST_ROOT = path.resolve(__dirname, '..', '..');
-const SERVICES = ['sender', 'quadruple', 'l7', 'flow', 'capture'];
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+import { sleep, startAgent } from '../support/live-agent';
 
 type Row = Record<string, unknown>;
 
@@ -26,36 +23,24 @@ const canProfile = process.getuid?.() === 0 && fs.existsSync('/sys/kernel/btf/vm
   const clickhouse = await startClickHouse();
   const collectorDb = path.join(dir, 'collector.db');
   const collector = await startCollector(collectorDb);
-  const base = 24000 + (process.pid % 300) * 10;
-  const ports = { capture: base, flow: base + 1, quadruple: base + 2, l7: base + 3, sender: base + 4 };
-  const data = path.join(dir, 'data');
-  fs.writeFileSync(path.join(dir, 'flowtap.yaml'), [
-    `runtime_dir: ${path.join(dir, 'run')}`,
-    `metrics: { ports: ${JSON.stringify(ports)} }`,
-    'capture: { source: live, interfaces: ["ft-none*"] }',
-    'ebpf: { process_names: ["ft-none"], profiler: true, profile_interval_s: 1 }',
-    'sender:',
-    `  output_dir: ${data}`,
-    '  sinks: [jsonl, collector, clickhouse]',
-    `  collector: { address: "127.0.0.1:${collector.port}", spool_dir: ${path.join(dir, 'spool')} }`,
-    `  clickhouse: { url: "${clickhouse.url}", database: live, flush_interval_ms: 200 }`,
-    '',
-  ].join('\n'));
-  const children: ChildProcess[] = [];
-  let stderr = '';
-  for (const svc of SERVICES) {
-    const child = fork(path.join(DIST_ROOT, 'services', svc, 'main.js'), [], {
-      env: { ...process.env, FLOWTAP_CONFIG: path.join(dir, 'flowtap.yaml'), FLOWTAP_MODE: '' },
-      stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
-    });
-    child.stderr!.on('data', (c: Buffer) => { stderr = (stderr + c.toString()).slice(-20000); });
-    children.push(child);
-  }
+  const agent = startAgent({
+    portBase: 24000 + (process.pid % 300) * 10,
+    config: [
+      'capture: { source: live, interfaces: ["ft-none*"] }',
+      'ebpf: { process_names: ["ft-none"], profiler: true, profile_interval_s: 1 }',
+      'sender:',
+      '  output_dir: $DATA',
+      '  sinks: [jsonl, collector, clickhouse]',
+      `  collector: { address: "127.0.0.1:${collector.port}", spool_dir: ${path.join(dir, 'spool')} }`,
+      `  clickhouse: { url: "${clickhouse.url}", database: live, flush_interval_ms: 200 }`,
+    ],
+  });
+  const data = path.join(agent.dir, 'data');
   // Something on a CPU in every interval, whatever else the machine does.
   const busy = spawn('sh', ['-c', 'while :; do :; done'], { stdio: 'ignore' });
   t.teardown(async () => {
     busy.kill('SIGKILL');
-    for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+    agent.kill();
     await collector.stop();
     await clickhouse.stop();
     fs.rmSync(dir, { recursive: true, force: true });
@@ -70,7 +55,7 @@ const canProfile = process.getuid?.() === 0 && fs.existsSync('/sys/kernel/btf/vm
   while (Date.now() < until && intervalsOf(readJsonl()).size < 3) await sleep(250);
   const written = readJsonl();
   const ends = intervalsOf(written);
-  t.true(ends.size >= 3, `intervals in profile.jsonl: ${ends.size}: ${stderr}`);
+  t.true(ends.size >= 3, `intervals in profile.jsonl: ${ends.size}: ${agent.stderr()}`);
   // ... must then reach both remote stores (the collector acknowledges, ClickHouse flushes at 200 ms).
   const client = new ClickHouseClient({ url: clickhouse.url, user: 'default', password: '' });
   const fromClickHouse = async (): Promise<Row[]> => (await client.query('SELECT * FROM live.profile FORMAT JSONEachRow', undefined, { output_format_json_quote_64bit_integers: 0 }))
@@ -85,10 +70,7 @@ const canProfile = process.getuid?.() === 0 && fs.existsSync('/sys/kernel/btf/vm
     if ((central.length >= written.length && ch.length >= written.length) || Date.now() > until) break;
     await sleep(250);
   }
-  const running = children.filter((c) => c.exitCode === null && c.signalCode === null);
-  const exited = running.map((c) => new Promise((r) => c.once('exit', r)));
-  for (const c of running) c.kill('SIGTERM');
-  await Promise.all(exited);
+  await agent.stop();
 
   t.log(`${written.length} rows (stacks) in ${ends.size} intervals`);
   t.true(written.length > 0);

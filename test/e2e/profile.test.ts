@@ -3,16 +3,15 @@
 // function; after SIGTERM, profile.jsonl and the SQLite `profile` table must both say that
 // function is where that pid spent its time. Oracles: nm of the binary for the symbol, and the
 // CPU time the kernel charged the process (/proc/<pid>/stat) for the sample count at 99 Hz.
-import { execFileSync, fork, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import test from 'ava';
 import Database from 'better-sqlite3';
 import { DEFAULT_PROFILE_OBJECT, ebpfStatus } from '../../native/ebpf';
+import { sleep, startAgent } from '../support/live-agent';
 
-const DIST_ROOT = path.resolve(__dirname, '..', '..');
-const SERVICES = ['sender', 'quadruple', 'l7', 'flow', 'capture'];
 const HZ = 99;
 
 // Same shape as test/ebpf/profiler.test.ts: a hot leaf under a cold caller, both kept out of line.
@@ -28,8 +27,6 @@ __attribute__((noinline)) void flowtap_cold_caller(void) {
 }
 int main(void) { flowtap_cold_caller(); return 0; }
 `;
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** utime + stime of a live process, seconds. */
 function cpuSeconds(pid: number): number {
@@ -61,32 +58,20 @@ const canProfile = process.getuid?.() === 0 && fs.existsSync('/sys/kernel/btf/vm
   execFileSync('clang', ['-O2', '-fno-omit-frame-pointer', '-o', bin, `${bin}.c`]);
   t.regex(execFileSync('nm', [bin], { encoding: 'utf8' }), / T flowtap_hot_loop$/m, 'the oracle knows the function');
 
-  const base = 23000 + (process.pid % 300) * 10;
-  const ports = { capture: base, flow: base + 1, quadruple: base + 2, l7: base + 3, sender: base + 4 };
-  const data = path.join(dir, 'data');
-  fs.writeFileSync(path.join(dir, 'flowtap.yaml'), [
-    `runtime_dir: ${path.join(dir, 'run')}`,
-    `metrics: { ports: ${JSON.stringify(ports)} }`,
-    'capture: { source: live, interfaces: ["ft-none*"] }',
-    // The socket tracer follows no process here; the profiler samples every CPU.
-    'ebpf: { process_names: ["ft-none"], profiler: true, profile_interval_s: 1 }',
-    `sender: { output_dir: ${data}, sinks: [jsonl, sqlite] }`,
-    '',
-  ].join('\n'));
-  const children: ChildProcess[] = [];
-  let stderr = '';
-  for (const svc of SERVICES) {
-    const child = fork(path.join(DIST_ROOT, 'services', svc, 'main.js'), [], {
-      env: { ...process.env, FLOWTAP_CONFIG: path.join(dir, 'flowtap.yaml'), FLOWTAP_MODE: '' },
-      stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
-    });
-    child.stderr!.on('data', (c: Buffer) => { stderr = (stderr + c.toString()).slice(-20000); });
-    children.push(child);
-  }
+  const agent = startAgent({
+    portBase: 23000 + (process.pid % 300) * 10,
+    config: [
+      'capture: { source: live, interfaces: ["ft-none*"] }',
+      // The socket tracer follows no process here; the profiler samples every CPU.
+      'ebpf: { process_names: ["ft-none"], profiler: true, profile_interval_s: 1 }',
+      'sender: { output_dir: $DATA, sinks: [jsonl, sqlite] }',
+    ],
+  });
+  const data = path.join(agent.dir, 'data');
   const hot = spawn(bin, [], { stdio: 'ignore' });
   t.teardown(() => {
     hot.kill('SIGKILL');
-    for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+    agent.kill();
     fs.rmSync(dir, { recursive: true, force: true });
   });
   const jsonlFile = path.join(data, 'profile.jsonl');
@@ -97,14 +82,11 @@ const canProfile = process.getuid?.() === 0 && fs.existsSync('/sys/kernel/btf/vm
   const until = Date.now() + 20_000;
   while (Date.now() < until && new Set(readJsonl().filter((r) => r.pid === hot.pid).map((r) => r.end_time)).size < 3) await sleep(250);
   const cpu = cpuSeconds(hot.pid!);
-  const running = children.filter((c) => c.exitCode === null && c.signalCode === null);
-  const exited = running.map((c) => new Promise((r) => c.once('exit', r)));
-  for (const c of running) c.kill('SIGTERM');
-  await Promise.all(exited);
+  await agent.stop();
   hot.kill('SIGKILL');
 
   const fromJsonl = readJsonl().filter((r) => r.pid === hot.pid);
-  t.true(fromJsonl.length > 0, `profile rows of pid ${hot.pid}: ${stderr}`);
+  t.true(fromJsonl.length > 0, `profile rows of pid ${hot.pid}: ${agent.stderr()}`);
   for (const r of fromJsonl) {
     t.is(r.process_kname, 'hot');
     t.is(r.sample_hz, HZ);
