@@ -51,8 +51,14 @@ export class SocketDataBatch {
   payloadUsed = 0;
   /** The batch's own payload buffer; payloadData is a borrowed view instead after borrowPayloads(). */
   private ownPayloads: Buffer;
+  /** The Buffer payloads are borrowed from, undefined while they are the batch's own. */
+  payloadSource: Buffer | undefined;
 
-  constructor(capacity = SOCKET_BATCH_DEFAULT_CAPACITY, payloadBytes = 1 << 20) {
+  /**
+   * The own payload buffer starts empty and grows in decode() to the largest message: the
+   * capture process only borrows payloads, so a buffer made up front sat unused there.
+   */
+  constructor(capacity = SOCKET_BATCH_DEFAULT_CAPACITY, payloadBytes = 0) {
     this.capacity = capacity;
     this.allocColumns(capacity);
     this.payloadData = this.ownPayloads = Buffer.allocUnsafe(payloadBytes);
@@ -67,9 +73,6 @@ export class SocketDataBatch {
     this.payloadSource = source;
     this.payloadUsed = 0;
   }
-
-  /** The Buffer payloads are borrowed from, undefined while they are the batch's own. */
-  payloadSource: Buffer | undefined;
 
   private allocColumns(capacity: number): void {
     this.capacity = capacity;
@@ -98,11 +101,6 @@ export class SocketDataBatch {
 
   get full(): boolean {
     return this.count >= this.capacity;
-  }
-
-  /** True when `bytes` more payload bytes do not fit. */
-  payloadFull(bytes: number): boolean {
-    return this.payloadUsed + bytes > this.payloadData.length;
   }
 
   reset(): void {

@@ -84,9 +84,10 @@ export class SocketRecordDecoder {
   private ipLocal32: Uint32Array = new Uint32Array(0);
   private ipRemote32: Uint32Array = new Uint32Array(0);
   private comm32: Uint32Array = new Uint32Array(0);
+
   private batchViewsFor(batch: SocketDataBatch): void {
-    const u32Of = (a: Uint8Array): Uint32Array => new Uint32Array(a.buffer, a.byteOffset, a.length >>> 2);
     if (batch.ipLocal === this.ipLocalOf) return;
+    const u32Of = (a: Uint8Array): Uint32Array => new Uint32Array(a.buffer, a.byteOffset, a.length >>> 2);
     this.ipLocalOf = batch.ipLocal;
     this.ipLocal32 = u32Of(batch.ipLocal);
     this.ipRemote32 = u32Of(batch.ipRemote);
@@ -185,6 +186,8 @@ export class SocketRecordDecoder {
       batch.payloadCap[i] = cap;
       batch.payloadUsed = rel + cap;
     }
-    return Math.min(o, end);
+    // Bytes left that make no whole entry (the addon never sends them): counted, not looped on.
+    if (o < end) this.drops.short_record++;
+    return end;
   }
 }

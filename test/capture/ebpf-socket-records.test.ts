@@ -172,3 +172,14 @@ test('timestamps follow a step of the wall clock, but not the millisecond steps 
     Date.now = realNow;
   }
 });
+
+test('bytes after the last whole entry are counted and consumed, so the caller never loops on them', (t) => {
+  const spec: Spec = { pid: 1, tid: 1, fd: 3, socketId: 1, traceId: 1, payload: payloadOf(8, 1) };
+  const d = deliver([spec, spec]);
+  const decoder = new SocketRecordDecoder();
+  const batch = new SocketDataBatch();
+  const end = d.headerBytes - 40; // the second entry cut short
+  t.is(decoder.decode(d.records, 0, end, d.payloadStart, batch), end);
+  t.is(batch.count, 1);
+  t.is(decoder.drops.short_record, 1);
+});
