@@ -171,7 +171,7 @@ Napi::Value EbpfProfiler::Counters(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value EbpfProfiler::Close(const Napi::CallbackInfo& info) {
-  DetachInBackground(std::move(links_), nullptr, obj_);
+  DetachInBackground(std::move(links_), obj_);
   links_.clear();
   obj_ = nullptr;
   samplesFd_ = stacksFd_ = countersFd_ = -1;

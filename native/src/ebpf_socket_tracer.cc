@@ -435,7 +435,7 @@ Napi::Value EbpfSocketTracer::Close(const Napi::CallbackInfo& info) {
       handles_ = nullptr;
     }
     ring_.Close();
-    DetachInBackground(std::move(links_), nullptr, obj_);
+    DetachInBackground(std::move(links_), obj_);
     links_.clear();
     obj_ = nullptr;
     countersFd_ = socketInfoFd_ = configFd_ = pidFilterFd_ = -1;

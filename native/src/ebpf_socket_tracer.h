@@ -74,7 +74,7 @@ class EbpfSocketTracer : public Napi::ObjectWrap<EbpfSocketTracer> {
   size_t payloadUsed_ = 0;
   bool batchFull_ = false;  // the last pass stopped at a record that did not fit
   uint32_t batchCount_ = 0;
-  uint64_t oversize_ = 0;  // records larger than the batch (cannot happen with the shipped object)
+  uint64_t oversize_ = 0;  // records larger than the payload area (cannot happen with the shipped object)
   LoopHandles* handles_ = nullptr;
   uint32_t flushMs_ = 10;
   bool started_ = false;

@@ -47,10 +47,9 @@ int LoadBpfObject(bpf_object* obj) {
   return err;
 }
 
-void DetachInBackground(std::vector<bpf_link*> links, ring_buffer* ring, bpf_object* obj) {
-  std::thread([links = std::move(links), ring, obj]() {
+void DetachInBackground(std::vector<bpf_link*> links, bpf_object* obj) {
+  std::thread([links = std::move(links), obj]() {
     for (bpf_link* l : links) bpf_link__destroy(l);
-    if (ring != nullptr) ring_buffer__free(ring);
     if (obj != nullptr) bpf_object__close(obj);
   }).detach();
 }

@@ -7,7 +7,6 @@
 
 struct bpf_object;
 struct bpf_link;
-struct ring_buffer;
 
 namespace flowtap {
 
@@ -27,8 +26,8 @@ class LibbpfLog {
 // signal is pending (V8's profiler SIGPROF, a child's SIGCHLD), and libbpf retries only 5 times.
 int LoadBpfObject(bpf_object* obj);
 
-// Destroys the links, then the ring buffer and the object, on a detached thread.
-void DetachInBackground(std::vector<bpf_link*> links, ring_buffer* ring, bpf_object* obj);
+// Destroys the links, then the object, on a detached thread.
+void DetachInBackground(std::vector<bpf_link*> links, bpf_object* obj);
 
 // Throws an Error whose `code` is the errno name (EPERM, ENOENT, ...), `errno` the number, and
 // whose message ends with the tail of the libbpf log.
