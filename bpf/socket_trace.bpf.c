@@ -455,9 +455,10 @@ static __always_inline void peer_from_sockaddr(struct sock_event *ev, __u64 addr
 
 /* ---- data syscalls ---- */
 
-/* The calling thread's state at a traced syscall's entry, its previous syscall forgotten; NULL
- * when the thread is not traced, or its state cannot be had (counted). */
-static __always_inline struct thread_state *syscall_enter_state(const struct sock_trace_config *cfg, __u32 tgid) {
+/* The calling thread's state when its process is traced, with no syscall of its own pending (a
+ * thread is in one syscall at a time, so what an earlier entry left there is stale); NULL when
+ * the thread is not traced, or its state cannot be had (counted). */
+static __always_inline struct thread_state *traced_thread_state(const struct sock_trace_config *cfg, __u32 tgid) {
   struct thread_state *st = thread_state_get(true);
   if (!st) {
     count(CNT_ACTIVE_MAP_FULL);
@@ -473,7 +474,7 @@ static __always_inline int enter_send(__u32 fd, __u64 buf, __u32 vlen, __u8 sys,
   if (!cfg) return 0;
   __u64 pid_tgid = bpf_get_current_pid_tgid();
   __u32 tgid = pid_tgid >> 32;
-  struct thread_state *st = syscall_enter_state(cfg, tgid);
+  struct thread_state *st = traced_thread_state(cfg, tgid);
   if (!st) return 0;
   /* Whether fd is an inet socket is decided at the exit, and only when bytes moved: sends to
    * files and pipes cost no lookup here. Only TLS work pending on the thread needs the socket
@@ -578,21 +579,20 @@ static __always_inline void submit_mmsg(struct scratch *s, __u64 vec, long ret, 
  * send (whose timestamp is the entry's), read from the registers at the exit for a receive.
  * `mmsg` is a constant at every call: only the sendmmsg/recvmmsg programs carry the per-message
  * loop, which made loading ten programs take 9 s of verification instead of 0.4 s. */
-static __always_inline int emit_io(long ret, const struct active_io *ap, struct thread_state *st, const bool mmsg) {
-  const struct active_io a = *ap;
+static __always_inline int emit_io(long ret, const struct active_io *a, struct thread_state *st, const bool mmsg) {
   __u64 pid_tgid = bpf_get_current_pid_tgid();
 
   __u32 tgid = pid_tgid >> 32;
-  __u64 key = ((__u64)tgid << 32) | a.fd;
+  __u64 key = ((__u64)tgid << 32) | a->fd;
   struct sock_info *info = bpf_map_lookup_elem(&socket_info, &key);
   if (info && info->tls) return 0; /* ciphertext of a socket whose plaintext the uprobes report */
   /* A connected socket keeps its tuple: the cache spares the fd walk on the hot path (and still
    * holds the local port after TCP_CLOSE, which the kernel zeroes). Anything else is looked up
    * before the record is started, so that files, pipes and unix sockets end here. */
   bool cached = info && info->remote_port != 0 && info->local_port != 0;
-  struct sock *sk = cached ? NULL : inet_sock_of_fd(a.fd);
+  struct sock *sk = cached ? NULL : inet_sock_of_fd(a->fd);
   if (!cached && !sk) return 0;
-  struct scratch *s = scratch_for(SOCK_EVENT_DATA, pid_tgid, a.fd);
+  struct scratch *s = scratch_for(SOCK_EVENT_DATA, pid_tgid, a->fd);
   if (!s) return 0;
   struct sock_event *ev = &s->ev;
   if (cached) {
@@ -609,25 +609,25 @@ static __always_inline int emit_io(long ret, const struct active_io *ap, struct 
       ev->role = SOCK_ROLE_UNKNOWN;
     }
   }
-  ev->syscall = a.syscall;
-  ev->direction = a.direction;
-  ev->ts_ns = a.direction == SOCK_DIR_EGRESS ? a.ts_ns : bpf_ktime_get_ns();
+  ev->syscall = a->syscall;
+  ev->direction = a->direction;
+  ev->ts_ns = a->direction == SOCK_DIR_EGRESS ? a->ts_ns : bpf_ktime_get_ns();
 
-  set_trace_id(ev, st, a.direction, a.fd);
+  set_trace_id(ev, st, a->direction, a->fd);
 
   struct sock_trace_config *cfg = get_config();
   __u32 cap = cfg ? cfg->cap_bytes : 0;
   if (cap > SOCK_TRACE_MAX_CAP) cap = SOCK_TRACE_MAX_CAP;
   __u64 len = (__u64)ret;
-  switch (a.syscall) {
+  switch (a->syscall) {
   case SYS_READV:
   case SYS_WRITEV:
-    ev->cap_len = copy_iov(s, a.buf, a.vlen, len, cap);
+    ev->cap_len = copy_iov(s, a->buf, a->vlen, len, cap);
     break;
   case SYS_SENDMSG:
   case SYS_RECVMSG: {
     struct user_msghdr msg;
-    if (bpf_probe_read_user(&msg, sizeof(msg), (const void *)a.buf) == 0) {
+    if (bpf_probe_read_user(&msg, sizeof(msg), (const void *)a->buf) == 0) {
       ev->cap_len = copy_iov(s, (__u64)msg.msg_iov, (__u32)msg.msg_iovlen, len, cap);
       peer_from_sockaddr(ev, (__u64)msg.msg_name);
     }
@@ -635,11 +635,11 @@ static __always_inline int emit_io(long ret, const struct active_io *ap, struct 
   }
   case SYS_SENDMMSG:
   case SYS_RECVMMSG:
-    if (mmsg) submit_mmsg(s, a.buf, ret, cap);
+    if (mmsg) submit_mmsg(s, a->buf, ret, cap);
     return 0;
   default:
-    ev->cap_len = copy_user(s, 0, a.buf, len, cap);
-    peer_from_sockaddr(ev, a.addr);
+    ev->cap_len = copy_user(s, 0, a->buf, len, cap);
+    peer_from_sockaddr(ev, a->addr);
   }
   ev->syscall_len = len > 0xffffffffULL ? 0xffffffff : (__u32)len;
   submit(s);
@@ -667,12 +667,8 @@ static __always_inline int exit_recv(long ret, __u8 sys, const bool mmsg) {
   if (!cfg) return 0;
   __u64 pid_tgid = bpf_get_current_pid_tgid();
   __u32 tgid = pid_tgid >> 32;
-  struct thread_state *st = thread_state_get(true);
-  if (!st) {
-    count(CNT_ACTIVE_MAP_FULL);
-    return 0;
-  }
-  if (!thread_wanted(st, tgid, cfg)) return 0;
+  struct thread_state *st = traced_thread_state(cfg, tgid);
+  if (!st) return 0;
   struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
   struct active_io a = {
     .buf = regs->si, .fd = (__u32)regs->di, .syscall = sys, .direction = SOCK_DIR_INGRESS,
@@ -719,7 +715,7 @@ EXIT_IO(recvmmsg, exit_recv, SYS_RECVMMSG, true)
 static __always_inline int enter_remember(__u32 fd, __u8 sys) {
   struct sock_trace_config *cfg = get_config();
   if (!cfg) return 0;
-  struct thread_state *st = syscall_enter_state(cfg, bpf_get_current_pid_tgid() >> 32);
+  struct thread_state *st = traced_thread_state(cfg, bpf_get_current_pid_tgid() >> 32);
   if (!st) return 0;
   st->io.ts_ns = bpf_ktime_get_ns();
   st->io.fd = fd;
