@@ -4,7 +4,7 @@
 // -www cannot serve here: it reads through an SSL BIO, which never calls the exported SSL_read.) The oracle is tshark decrypting tcpdump's capture
 // with the clients' TLS key logs (SSLKEYLOGFILE for curl, --tls-keylog for node).
 import test from 'ava';
-import { execFileSync, spawn } from 'node:child_process';
+import { ChildProcess, execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -16,9 +16,10 @@ const EGRESS = 0, INGRESS = 1;
 const available = ebpfStatus();
 const maybe = available.available ? test.serial : test.serial.skip;
 
-/** A temp dir with a self-signed key and certificate, a free port, and a Node https server script
- * answering `hello <url>` on it (run by the test, so it decides when the server starts). */
-async function httpsServerSetup(): Promise<{ dir: string; port: number; serverScript: string }> {
+/** A temp dir with a self-signed key and certificate, and a Node https server answering
+ * `hello <url>` on a free port, listening when this returns: it runs before the tracer's probes
+ * exist (a running process), while the clients the tests start come after them. */
+async function startHttpsServer(): Promise<{ dir: string; port: number; server: ChildProcess }> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'flowtap-tls-'));
   const key = path.join(dir, 'key.pem');
   const cert = path.join(dir, 'cert.pem');
@@ -27,15 +28,14 @@ async function httpsServerSetup(): Promise<{ dir: string; port: number; serverSc
   const serverScript = `const fs = require('fs');
     require('https').createServer({ key: fs.readFileSync(${JSON.stringify(key)}), cert: fs.readFileSync(${JSON.stringify(cert)}) },
       (req, res) => { res.writeHead(200, { 'content-type': 'text/plain' }); res.end('hello ' + req.url); }).listen(${port}, '127.0.0.1');`;
-  return { dir, port, serverScript };
+  const server = spawn(process.execPath, ['-e', serverScript], { stdio: 'ignore' });
+  await waitListening(port);
+  return { dir, port, server };
 }
 
 maybe('HTTPS from curl and from a Node https client to a Node https server appears in plaintext with is_tls', async (t) => {
   t.timeout(60_000);
-  const { dir, port, serverScript } = await httpsServerSetup();
-  // The server runs before the probes exist (a running process); the clients start after them.
-  const server = spawn(process.execPath, ['-e', serverScript], { stdio: 'ignore' });
-  await waitListening(port);
+  const { dir, port, server } = await startHttpsServer();
   const { collector, rows } = collectRows({ capBytes: 4096 }, (r: Row) => r.localPort === port || r.remotePort === port);
   try {
     t.is(collector.packetOnly, 0, collector.statusMessage);
@@ -112,9 +112,7 @@ maybe('HTTPS from curl and from a Node https client to a Node https server appea
 // the first connection, counted as tls_no_fd).
 maybe('sequential HTTPS connections from one Node process each appear in plaintext', async (t) => {
   t.timeout(60_000);
-  const { dir, port, serverScript } = await httpsServerSetup();
-  const server = spawn(process.execPath, ['-e', serverScript], { stdio: 'ignore' });
-  await waitListening(port);
+  const { dir, port, server } = await startHttpsServer();
   const { collector, rows } = collectRows({ capBytes: 4096 }, (r: Row) => r.localPort === port || r.remotePort === port);
   try {
     t.is(collector.packetOnly, 0, collector.statusMessage);
