@@ -130,10 +130,17 @@ export async function startTcpdump(filter: string, bufferKiB?: number): Promise<
   const file = path.join(dir, 'lo.pcap');
   const buffer = bufferKiB ? ['-B', String(bufferKiB)] : [];
   const child: ChildProcess = spawn('tcpdump', ['-i', 'lo', ...buffer, '--immediate-mode', '-U', '-n', '-s', '0', '-w', file, filter], { stdio: ['ignore', 'ignore', 'pipe'] });
-  // tcpdump says "listening on lo" once the socket is up.
-  await new Promise<void>((resolve) => {
-    const t = setTimeout(resolve, 3000);
-    child.stderr!.on('data', (d: Buffer) => { if (d.toString().includes('listening')) { clearTimeout(t); resolve(); } });
+  // tcpdump says "listening on lo" once the socket is up. Until then the oracle would miss
+  // packets, so a tcpdump that is slow to start (a loaded machine) is waited for, and one that
+  // exits or never gets there fails the test with what it said.
+  let said = '';
+  await new Promise<void>((resolve, reject) => {
+    const t = setTimeout(() => { child.kill(); reject(new Error(`tcpdump not listening after 20 s: ${said}`)); }, 20_000);
+    child.stderr!.on('data', (d: Buffer) => {
+      said += d.toString();
+      if (said.includes('listening')) { clearTimeout(t); resolve(); }
+    });
+    child.once('exit', (code) => { clearTimeout(t); reject(new Error(`tcpdump exited (${code}) before listening: ${said}`)); });
   });
   return {
     file,
