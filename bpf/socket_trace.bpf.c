@@ -180,9 +180,14 @@ static __always_inline struct sock_trace_config *get_config(void) {
   return bpf_map_lookup_elem(&trace_config, &zero);
 }
 
-/* The current thread's state, created on first use when `create`. */
-static __always_inline struct thread_state *thread_state_get(bool create) {
-  struct task_struct *task = bpf_get_current_task_btf();
+/* pid_tgid of `task` (the current task): loads through its BTF pointer instead of another helper
+ * call, since every call and return costs more than the loads under this kernel's mitigations. */
+static __always_inline __u64 task_pid_tgid(const struct task_struct *task) {
+  return ((__u64)task->tgid << 32) | (__u32)task->pid;
+}
+
+/* The current thread's state (task is the current task), created on first use when `create`. */
+static __always_inline struct thread_state *thread_state_get(struct task_struct *task, bool create) {
   struct thread_state *st = bpf_task_storage_get(&thread_state, task, 0, create ? BPF_LOCAL_STORAGE_GET_F_CREATE : 0);
   if (st && !st->inited) {
     st->inited = 1;
@@ -250,14 +255,14 @@ static __always_inline void fill_tuple(struct sock_event *ev, struct sock *sk) {
   }
 }
 
-static __always_inline struct scratch *scratch_for(__u8 kind, __u64 pid_tgid, __u32 fd) {
+static __always_inline struct scratch *scratch_for(__u8 kind, struct task_struct *task, __u32 fd) {
   __u32 zero = 0;
   struct scratch *s = bpf_map_lookup_elem(&scratch, &zero);
   if (!s) return NULL;
   struct sock_event *ev = &s->ev;
   ev->kind = kind;
-  ev->pid = pid_tgid >> 32;
-  ev->tid = (__u32)pid_tgid;
+  ev->pid = task->tgid;
+  ev->tid = task->pid;
   ev->fd = fd;
   ev->syscall_len = 0;
   ev->cap_len = 0;
@@ -267,7 +272,6 @@ static __always_inline struct scratch *scratch_for(__u8 kind, __u64 pid_tgid, __
   ev->pad0 = 0;
   /* The process's name (its main thread's comm), as process_kname: worker threads rename
    * themselves. Read through the BTF task pointer: plain loads, no probe-read helpers. */
-  struct task_struct *task = bpf_get_current_task_btf();
   __builtin_memcpy(ev->comm, task->group_leader->comm, sizeof(ev->comm));
   return s;
 }
@@ -458,29 +462,29 @@ static __always_inline void peer_from_sockaddr(struct sock_event *ev, __u64 addr
 /* The calling thread's state when its process is traced, with no syscall of its own pending (a
  * thread is in one syscall at a time, so what an earlier entry left there is stale); NULL when
  * the thread is not traced, or its state cannot be had (counted). */
-static __always_inline struct thread_state *traced_thread_state(const struct sock_trace_config *cfg, __u32 tgid) {
-  struct thread_state *st = thread_state_get(true);
+static __always_inline struct thread_state *traced_thread_state(const struct sock_trace_config *cfg, struct task_struct *task) {
+  struct thread_state *st = thread_state_get(task, true);
   if (!st) {
     count(CNT_ACTIVE_MAP_FULL);
     return NULL;
   }
   st->io.syscall = 0;
-  return thread_wanted(st, tgid, cfg) ? st : NULL;
+  return thread_wanted(st, task->tgid, cfg) ? st : NULL;
 }
 
 /* A send's entry: remembers its arguments and stamps it (a send is timed at its entry). */
 static __always_inline int enter_send(__u32 fd, __u64 buf, __u32 vlen, __u8 sys, __u64 addr) {
   struct sock_trace_config *cfg = get_config();
   if (!cfg) return 0;
-  __u64 pid_tgid = bpf_get_current_pid_tgid();
-  __u32 tgid = pid_tgid >> 32;
-  struct thread_state *st = traced_thread_state(cfg, tgid);
+  struct task_struct *task = bpf_get_current_task_btf();
+  struct thread_state *st = traced_thread_state(cfg, task);
   if (!st) return 0;
   /* Whether fd is an inet socket is decided at the exit, and only when bytes moved: sends to
    * files and pipes cost no lookup here. Only TLS work pending on the thread needs the socket
    * known now. */
   if (st->tls && cfg->tls_enabled) {
-    __u64 key = ((__u64)tgid << 32) | fd;
+    __u64 pid_tgid = task_pid_tgid(task);
+    __u64 key = (pid_tgid & 0xffffffff00000000ULL) | fd;
     if (!bpf_map_lookup_elem(&socket_info, &key) && !inet_sock_of_fd(fd)) return 0;
     if ((st->tls & TLS_IN_CALL) && tls_claims_fd(pid_tgid, fd)) return 0;
     if (st->tls & TLS_PENDING) complete_tls_pending(pid_tgid, fd, st);
@@ -579,11 +583,9 @@ static __always_inline void submit_mmsg(struct scratch *s, __u64 vec, long ret, 
  * send (whose timestamp is the entry's), read from the registers at the exit for a receive.
  * `mmsg` is a constant at every call: only the sendmmsg/recvmmsg programs carry the per-message
  * loop, which made loading ten programs take 9 s of verification instead of 0.4 s. */
-static __always_inline int emit_io(long ret, const struct active_io *a, struct thread_state *st, const bool mmsg) {
-  __u64 pid_tgid = bpf_get_current_pid_tgid();
-
-  __u32 tgid = pid_tgid >> 32;
-  __u64 key = ((__u64)tgid << 32) | a->fd;
+static __always_inline int emit_io(long ret, const struct active_io *a, struct thread_state *st, struct task_struct *task,
+                                   const bool mmsg) {
+  __u64 key = ((__u64)task->tgid << 32) | a->fd;
   struct sock_info *info = bpf_map_lookup_elem(&socket_info, &key);
   if (info && info->tls) return 0; /* ciphertext of a socket whose plaintext the uprobes report */
   /* A connected socket keeps its tuple: the cache spares the fd walk on the hot path (and still
@@ -592,7 +594,7 @@ static __always_inline int emit_io(long ret, const struct active_io *a, struct t
   bool cached = info && info->remote_port != 0 && info->local_port != 0;
   struct sock *sk = cached ? NULL : inet_sock_of_fd(a->fd);
   if (!cached && !sk) return 0;
-  struct scratch *s = scratch_for(SOCK_EVENT_DATA, pid_tgid, a->fd);
+  struct scratch *s = scratch_for(SOCK_EVENT_DATA, task, a->fd);
   if (!s) return 0;
   struct sock_event *ev = &s->ev;
   if (cached) {
@@ -649,12 +651,13 @@ static __always_inline int emit_io(long ret, const struct active_io *a, struct t
 /* A send's exit: the state must be this syscall's (an exit whose entry was not traced finds
  * another, or none). */
 static __always_inline int exit_send(long ret, __u8 sys, const bool mmsg) {
-  struct thread_state *st = thread_state_get(false);
+  struct task_struct *task = bpf_get_current_task_btf();
+  struct thread_state *st = thread_state_get(task, false);
   if (!st || sys == 0 || st->io.syscall != sys) return 0;
   struct active_io a = st->io;
   st->io.syscall = 0;
   if (ret <= 0) return 0;
-  return emit_io(ret, &a, st, mmsg);
+  return emit_io(ret, &a, st, task, mmsg);
 }
 
 /* A receive has no entry program: its arguments are still in the registers the syscall saved
@@ -665,11 +668,10 @@ static __always_inline int exit_recv(long ret, __u8 sys, const bool mmsg) {
   if (ret <= 0) return 0;
   struct sock_trace_config *cfg = get_config();
   if (!cfg) return 0;
-  __u64 pid_tgid = bpf_get_current_pid_tgid();
-  __u32 tgid = pid_tgid >> 32;
-  struct thread_state *st = traced_thread_state(cfg, tgid);
+  struct task_struct *task = bpf_get_current_task_btf();
+  struct thread_state *st = traced_thread_state(cfg, task);
   if (!st) return 0;
-  struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
+  struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(task);
   struct active_io a = {
     .buf = regs->si, .fd = (__u32)regs->di, .syscall = sys, .direction = SOCK_DIR_INGRESS,
     .vlen = sys == SYS_READV ? (__u32)regs->dx : 0, .addr = sys == SYS_RECVFROM ? regs->r8 : 0,
@@ -677,10 +679,11 @@ static __always_inline int exit_recv(long ret, __u8 sys, const bool mmsg) {
   /* A read inside SSL_read is the ciphertext of the plaintext the uprobe reports: it names the
    * SSL's socket and is not reported itself. */
   if ((st->tls & TLS_IN_CALL) && cfg->tls_enabled) {
-    __u64 key = ((__u64)tgid << 32) | a.fd;
+    __u64 pid_tgid = task_pid_tgid(task);
+    __u64 key = (pid_tgid & 0xffffffff00000000ULL) | a.fd;
     if ((bpf_map_lookup_elem(&socket_info, &key) || inet_sock_of_fd(a.fd)) && tls_claims_fd(pid_tgid, a.fd)) return 0;
   }
-  return emit_io(ret, &a, st, mmsg);
+  return emit_io(ret, &a, st, task, mmsg);
 }
 
 #define ARG(i) (ctx->args[i])
@@ -715,7 +718,7 @@ EXIT_IO(recvmmsg, exit_recv, SYS_RECVMMSG, true)
 static __always_inline int enter_remember(__u32 fd, __u8 sys) {
   struct sock_trace_config *cfg = get_config();
   if (!cfg) return 0;
-  struct thread_state *st = traced_thread_state(cfg, bpf_get_current_pid_tgid() >> 32);
+  struct thread_state *st = traced_thread_state(cfg, bpf_get_current_task_btf());
   if (!st) return 0;
   st->io.ts_ns = bpf_ktime_get_ns();
   st->io.fd = fd;
@@ -723,12 +726,11 @@ static __always_inline int enter_remember(__u32 fd, __u8 sys) {
   return 0;
 }
 
-static __always_inline int emit_lifecycle(__u8 kind, __u8 sys, __u32 fd, __u8 role, __u64 ts) {
-  __u64 pid_tgid = bpf_get_current_pid_tgid();
+static __always_inline int emit_lifecycle(struct task_struct *task, __u8 kind, __u8 sys, __u32 fd, __u8 role, __u64 ts) {
   struct sock *sk = inet_sock_of_fd(fd);
   if (!sk) return 0;
-  __u64 key = ((pid_tgid >> 32) << 32) | fd;
-  struct scratch *s = scratch_for(kind, pid_tgid, fd);
+  __u64 key = ((__u64)task->tgid << 32) | fd;
+  struct scratch *s = scratch_for(kind, task, fd);
   if (!s) return 0;
   fill_tuple(&s->ev, sk);
   s->ev.socket_id = remember_socket(key, role, &s->ev);
@@ -743,11 +745,12 @@ SEC("tracepoint/syscalls/sys_enter_connect")
 int enter_connect(struct trace_event_raw_sys_enter *ctx) { return enter_remember(ARG(0), SYS_CONNECT); }
 
 static __always_inline int exit_connect_common(long ret) {
-  struct thread_state *st = thread_state_get(false);
+  struct task_struct *task = bpf_get_current_task_btf();
+  struct thread_state *st = thread_state_get(task, false);
   if (!st || st->io.syscall != SYS_CONNECT) return 0;
   st->io.syscall = 0;
   if (ret != 0 && ret != -EINPROGRESS) return 0;
-  return emit_lifecycle(SOCK_EVENT_CONNECT, SYS_CONNECT, st->io.fd, SOCK_ROLE_CLIENT, st->io.ts_ns);
+  return emit_lifecycle(task, SOCK_EVENT_CONNECT, SYS_CONNECT, st->io.fd, SOCK_ROLE_CLIENT, st->io.ts_ns);
 }
 
 SEC("tracepoint/syscalls/sys_exit_connect")
@@ -759,13 +762,14 @@ SEC("tracepoint/syscalls/sys_enter_accept4")
 int enter_accept4(struct trace_event_raw_sys_enter *ctx) { return enter_remember(ARG(0), SYS_ACCEPT4); }
 
 static __always_inline int exit_accept_common(long ret) {
-  struct thread_state *st = thread_state_get(false);
+  struct task_struct *task = bpf_get_current_task_btf();
+  struct thread_state *st = thread_state_get(task, false);
   if (!st) return 0;
   __u8 sys = st->io.syscall;
   if (sys != SYS_ACCEPT && sys != SYS_ACCEPT4) return 0;
   st->io.syscall = 0;
   if (ret < 0) return 0;
-  return emit_lifecycle(SOCK_EVENT_ACCEPT, sys, (__u32)ret, SOCK_ROLE_SERVER, bpf_ktime_get_ns());
+  return emit_lifecycle(task, SOCK_EVENT_ACCEPT, sys, (__u32)ret, SOCK_ROLE_SERVER, bpf_ktime_get_ns());
 }
 
 SEC("tracepoint/syscalls/sys_exit_accept")
@@ -775,18 +779,19 @@ int exit_accept4(struct trace_event_raw_sys_exit *ctx) { return exit_accept_comm
 
 /* close: drop the socket's entry at entry (the fd is still valid, so the tuple can be read). */
 static __always_inline int enter_close_common(__u32 fd) {
-  __u64 pid_tgid = bpf_get_current_pid_tgid();
-  __u64 key = ((pid_tgid >> 32) << 32) | fd;
+  struct task_struct *task = bpf_get_current_task_btf();
+  __u32 tgid = task->tgid;
+  __u64 key = ((__u64)tgid << 32) | fd;
   struct sock_trace_config *cfg = get_config();
   if (cfg && cfg->tls_enabled) {
-    forget_fd_ssl(pid_tgid >> 32, fd);
+    forget_fd_ssl(tgid, fd);
     /* A closed fd is nobody's "last receive": TLS reads must not learn it. */
-    struct thread_state *st = thread_state_get(false);
+    struct thread_state *st = thread_state_get(task, false);
     if (st && st->last_in_fd == (__s32)fd) st->last_in_fd = -1;
   }
   struct sock_info *info = bpf_map_lookup_elem(&socket_info, &key);
   if (!info) return 0;
-  struct scratch *s = scratch_for(SOCK_EVENT_CLOSE, pid_tgid, fd);
+  struct scratch *s = scratch_for(SOCK_EVENT_CLOSE, task, fd);
   if (!s) {
     bpf_map_delete_elem(&socket_info, &key);
     return 0;
@@ -870,9 +875,10 @@ int BPF_PROG(raw_sys_exit, struct pt_regs *regs, long ret) {
 /* ---- TLS uprobes: SSL_read/SSL_write (+ _ex) of OpenSSL, in libssl or linked into a binary ---- */
 
 static __always_inline int tls_enter(struct pt_regs *ctx, __u8 direction, bool ex) {
-  __u64 pid_tgid = bpf_get_current_pid_tgid();
+  struct task_struct *task = bpf_get_current_task_btf();
+  __u64 pid_tgid = task_pid_tgid(task);
   struct sock_trace_config *cfg = get_config();
-  struct thread_state *st = thread_state_get(true);
+  struct thread_state *st = thread_state_get(task, true);
   if (!cfg || !st || !thread_wanted(st, pid_tgid >> 32, cfg)) return 0;
   struct tls_call c = {
     .ssl = PT_REGS_PARM1(ctx), .buf = PT_REGS_PARM2(ctx), .len_ptr = ex ? PT_REGS_PARM4(ctx) : 0,
@@ -884,12 +890,13 @@ static __always_inline int tls_enter(struct pt_regs *ctx, __u8 direction, bool e
 }
 
 static __always_inline int tls_exit(struct pt_regs *ctx) {
-  __u64 pid_tgid = bpf_get_current_pid_tgid();
+  struct task_struct *task = bpf_get_current_task_btf();
+  __u64 pid_tgid = task_pid_tgid(task);
   struct tls_call *tc = bpf_map_lookup_elem(&tls_active, &pid_tgid);
   if (!tc) return 0;
   struct tls_call c = *tc;
   bpf_map_delete_elem(&tls_active, &pid_tgid);
-  struct thread_state *st = thread_state_get(true);
+  struct thread_state *st = thread_state_get(task, true);
   if (st) st->tls &= ~TLS_IN_CALL;
   long ret = PT_REGS_RC(ctx);
   __u32 tgid = pid_tgid >> 32;
@@ -921,7 +928,7 @@ static __always_inline int tls_exit(struct pt_regs *ctx) {
   }
   if (fd < 0) {
     /* A write on an SSL whose socket is unknown: hold it until the thread sends on a socket. */
-    struct scratch *s = scratch_for(SOCK_EVENT_DATA, pid_tgid, 0);
+    struct scratch *s = scratch_for(SOCK_EVENT_DATA, task, 0);
     if (!s) return 0;
     struct sock_event *ev = &s->ev;
     ev->socket_id = c.ssl;
@@ -939,7 +946,7 @@ static __always_inline int tls_exit(struct pt_regs *ctx) {
     else if (st) st->tls |= TLS_PENDING;
     return 0;
   }
-  struct scratch *s = scratch_for(SOCK_EVENT_DATA, pid_tgid, (__u32)fd);
+  struct scratch *s = scratch_for(SOCK_EVENT_DATA, task, (__u32)fd);
   if (!s) return 0;
   struct sock_event *ev = &s->ev;
   __u64 key = ((__u64)tgid << 32) | (__u32)fd;
