@@ -209,36 +209,41 @@ static __always_inline bool thread_wanted(struct thread_state *st, __u32 tgid, c
   return wanted;
 }
 
-/* The inet sock behind fd of the current task, or NULL for anything else. */
-static __always_inline struct sock *inet_sock_of_fd(__u32 fd) {
-  struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-  struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
-  if (!fdt) return NULL;
-  if (fd >= BPF_CORE_READ(fdt, max_fds)) return NULL;
-  struct file **fds = BPF_CORE_READ(fdt, fd);
+/* A kernel pointer read as a number, as the BTF-typed pointer it is: bpf_rdonly_cast, which the
+ * verifier turns into a plain move. Loads through it are guarded plain loads, where
+ * BPF_CORE_READ makes a bpf_probe_read_kernel call per hop. */
+extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym;
+#define kernel_cast(ptr, type) ((type *)bpf_rdonly_cast((const void *)(ptr), bpf_core_type_id_kernel(type)))
+
+/* The inet sock behind fd of `task` (the current task), or NULL for anything else. One helper
+ * call (the fd array slot, indexed by a variable) and plain loads: this check runs for every read
+ * and write of a file or pipe that moves bytes, and for the first data of each socket. */
+static __always_inline struct sock *inet_sock_of_fd(struct task_struct *task, __u32 fd) {
+  struct fdtable *fdt = task->files->fdt; /* a task without files (exiting) loads NULL */
+  if (!fdt || fd >= fdt->max_fds) return NULL;
   struct file *file = NULL;
-  if (bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]) || !file) return NULL;
-  umode_t mode = BPF_CORE_READ(file, f_inode, i_mode);
-  if ((mode & S_IFMT) != S_IFSOCK) return NULL;
-  struct socket *sock = BPF_CORE_READ(file, private_data);
-  if (!sock) return NULL;
-  struct sock *sk = BPF_CORE_READ(sock, sk);
+  if (bpf_probe_read_kernel(&file, sizeof(file), &fdt->fd[fd]) || !file) return NULL;
+  file = kernel_cast(file, struct file);
+  if ((file->f_inode->i_mode & S_IFMT) != S_IFSOCK) return NULL;
+  struct socket *sock = kernel_cast(file->private_data, struct socket);
+  struct sock *sk = sock->sk;
   if (!sk) return NULL;
-  __u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+  __u16 family = sk->__sk_common.skc_family;
   if (family != AF_INET && family != AF_INET6) return NULL;
-  __u16 proto = BPF_CORE_READ(sk, sk_protocol);
+  __u16 proto = sk->sk_protocol;
   if (proto != IPPROTO_TCP && proto != IPPROTO_UDP) return NULL;
   return sk;
 }
 
+/* sk comes from inet_sock_of_fd: plain loads. */
 static __always_inline void fill_tuple(struct sock_event *ev, struct sock *sk) {
-  __u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
-  ev->protocol = (__u8)BPF_CORE_READ(sk, sk_protocol);
-  ev->local_port = BPF_CORE_READ(sk, __sk_common.skc_num);
-  ev->remote_port = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+  __u16 family = sk->__sk_common.skc_family;
+  ev->protocol = (__u8)sk->sk_protocol;
+  ev->local_port = sk->__sk_common.skc_num;
+  ev->remote_port = bpf_ntohs(sk->__sk_common.skc_dport);
   if (family == AF_INET) {
-    __u32 src = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
-    __u32 dst = BPF_CORE_READ(sk, __sk_common.skc_daddr);
+    __u32 src = sk->__sk_common.skc_rcv_saddr;
+    __u32 dst = sk->__sk_common.skc_daddr;
     __builtin_memset(ev->local_addr, 0, 10);
     __builtin_memset(ev->remote_addr, 0, 10);
     ev->local_addr[10] = 0xff; ev->local_addr[11] = 0xff;
@@ -247,8 +252,12 @@ static __always_inline void fill_tuple(struct sock_event *ev, struct sock *sk) {
     __builtin_memcpy(&ev->remote_addr[12], &dst, 4);
     ev->ip_version = 4;
   } else {
-    BPF_CORE_READ_INTO(&ev->local_addr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
-    BPF_CORE_READ_INTO(&ev->remote_addr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
+    for (int i = 0; i < 4; i++) {
+      __u32 src = sk->__sk_common.skc_v6_rcv_saddr.in6_u.u6_addr32[i];
+      __u32 dst = sk->__sk_common.skc_v6_daddr.in6_u.u6_addr32[i];
+      __builtin_memcpy(&ev->local_addr[4 * i], &src, 4);
+      __builtin_memcpy(&ev->remote_addr[4 * i], &dst, 4);
+    }
     /* A v4-mapped v6 socket reports like a v4 one, as the packet path does. */
     ev->ip_version = (ev->remote_addr[10] == 0xff && ev->remote_addr[11] == 0xff &&
                       ev->remote_addr[0] == 0 && ev->remote_addr[8] == 0) ? 4 : 6;
@@ -436,7 +445,7 @@ static __always_inline bool tls_claims_fd(__u64 pid_tgid, __u32 fd) {
   return true;
 }
 
-static __always_inline void complete_tls_pending(__u64 pid_tgid, __u32 fd, struct thread_state *st);
+static __always_inline void complete_tls_pending(struct task_struct *task, __u32 fd, struct thread_state *st);
 
 /* An unconnected UDP socket has no peer in the kernel socket: take it from the syscall's
  * sockaddr (sendto's destination, recvfrom's/recvmsg's source) when there is one. */
@@ -485,9 +494,9 @@ static __always_inline int enter_send(__u32 fd, __u64 buf, __u32 vlen, __u8 sys,
   if (st->tls && cfg->tls_enabled) {
     __u64 pid_tgid = task_pid_tgid(task);
     __u64 key = (pid_tgid & 0xffffffff00000000ULL) | fd;
-    if (!bpf_map_lookup_elem(&socket_info, &key) && !inet_sock_of_fd(fd)) return 0;
+    if (!bpf_map_lookup_elem(&socket_info, &key) && !inet_sock_of_fd(task, fd)) return 0;
     if ((st->tls & TLS_IN_CALL) && tls_claims_fd(pid_tgid, fd)) return 0;
-    if (st->tls & TLS_PENDING) complete_tls_pending(pid_tgid, fd, st);
+    if (st->tls & TLS_PENDING) complete_tls_pending(task, fd, st);
   }
   st->io.ts_ns = bpf_ktime_get_ns();
   st->io.buf = buf;
@@ -592,7 +601,7 @@ static __always_inline int emit_io(long ret, const struct active_io *a, struct t
    * holds the local port after TCP_CLOSE, which the kernel zeroes). Anything else is looked up
    * before the record is started, so that files, pipes and unix sockets end here. */
   bool cached = info && info->remote_port != 0 && info->local_port != 0;
-  struct sock *sk = cached ? NULL : inet_sock_of_fd(a->fd);
+  struct sock *sk = cached ? NULL : inet_sock_of_fd(task, a->fd);
   if (!cached && !sk) return 0;
   struct scratch *s = scratch_for(SOCK_EVENT_DATA, task, a->fd);
   if (!s) return 0;
@@ -681,7 +690,7 @@ static __always_inline int exit_recv(long ret, __u8 sys, const bool mmsg) {
   if ((st->tls & TLS_IN_CALL) && cfg->tls_enabled) {
     __u64 pid_tgid = task_pid_tgid(task);
     __u64 key = (pid_tgid & 0xffffffff00000000ULL) | a.fd;
-    if ((bpf_map_lookup_elem(&socket_info, &key) || inet_sock_of_fd(a.fd)) && tls_claims_fd(pid_tgid, a.fd)) return 0;
+    if ((bpf_map_lookup_elem(&socket_info, &key) || inet_sock_of_fd(task, a.fd)) && tls_claims_fd(pid_tgid, a.fd)) return 0;
   }
   return emit_io(ret, &a, st, task, mmsg);
 }
@@ -727,7 +736,7 @@ static __always_inline int enter_remember(__u32 fd, __u8 sys) {
 }
 
 static __always_inline int emit_lifecycle(struct task_struct *task, __u8 kind, __u8 sys, __u32 fd, __u8 role, __u64 ts) {
-  struct sock *sk = inet_sock_of_fd(fd);
+  struct sock *sk = inet_sock_of_fd(task, fd);
   if (!sk) return 0;
   __u64 key = ((__u64)task->tgid << 32) | fd;
   struct scratch *s = scratch_for(kind, task, fd);
@@ -956,7 +965,7 @@ static __always_inline int tls_exit(struct pt_regs *ctx) {
     ev->role = info->role;
     cached_tuple(ev, info);
   } else {
-    struct sock *sk = inet_sock_of_fd((__u32)fd);
+    struct sock *sk = inet_sock_of_fd(task, (__u32)fd);
     if (!sk) {
       count(CNT_TLS_NO_FD);
       return 0;
@@ -988,7 +997,8 @@ static __always_inline int tls_exit(struct pt_regs *ctx) {
 
 /* The thread's first socket send after a TLS write with unknown socket: that is the ciphertext
  * of the write, so this fd is the socket. Emits the held plaintext with this socket's tuple. */
-static __always_inline void complete_tls_pending(__u64 pid_tgid, __u32 fd, struct thread_state *st) {
+static __always_inline void complete_tls_pending(struct task_struct *task, __u32 fd, struct thread_state *st) {
+  __u64 pid_tgid = task_pid_tgid(task);
   struct tls_pending *p = bpf_map_lookup_elem(&tls_pending, &pid_tgid);
   if (!p) {
     st->tls &= ~TLS_PENDING;
@@ -1003,7 +1013,7 @@ static __always_inline void complete_tls_pending(__u64 pid_tgid, __u32 fd, struc
     p->ev.socket_id = info->socket_id;
     p->ev.role = info->role;
   } else {
-    struct sock *sk = inet_sock_of_fd(fd);
+    struct sock *sk = inet_sock_of_fd(task, fd);
     if (!sk) {
       bpf_map_delete_elem(&tls_pending, &pid_tgid);
       count(CNT_TLS_NO_FD);
