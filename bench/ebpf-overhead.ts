@@ -6,6 +6,8 @@
 // `node dist/bench/ebpf-overhead.js selfpair [rounds] [tracepoints|raw]`: the same for one thread
 // that talks to itself over one TCP connection (test/ebpf/selfpair.c): no sleeping, so it is
 // usable on an idle VM, where the ping-pong's wakeups cost more than the tracer.
+// `node dist/bench/ebpf-overhead.js fileio [rounds] [tracepoints|raw]`: what the tracer costs I/O
+// that is not on a socket (dd of 512 B blocks from /dev/zero to /dev/null), CPU ns per syscall.
 // With `sysctl kernel.bpf_stats_enabled=1` it also prints the kernel's BPF time per program run
 // (run_time_ns / run_cnt, load-independent). FLOWTAP_EBPF_OBJECT=<path> loads another object
 // (A/B of two builds of bpf/socket_trace.bpf.c in one session); FLOWTAP_EBPF_CAP, _RING and
@@ -201,7 +203,49 @@ export async function measurePingPong(rounds = 5, hook: 'raw' | 'tracepoints' = 
   return result;
 }
 
-if (require.main === module && (process.argv[2] === 'pingpong' || process.argv[2] === 'selfpair')) {
+/** utime + stime (seconds) of a command run by a shell, from the shell's cutime + cstime. */
+function childCpuSeconds(command: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    execFile('sh', ['-c', `${command} && cat /proc/$$/stat`], (err, out) => {
+      if (err) return reject(err);
+      const stat = out.trim().split('\n').pop()!.split(') ')[1]?.split(' ') ?? [];
+      if (stat.length > 14) resolve((Number(stat[13]) + Number(stat[14])) / 100);
+      else reject(new Error(`no /proc stat line after ${command}:\n${out}`));
+    });
+  });
+}
+
+/**
+ * Prices the tracer for I/O that is not on a socket: every read and write that moves bytes still
+ * runs the exit programs up to the socket check (and a write its entry program). CPU ns per
+ * syscall of dd copying 512 B blocks from /dev/zero to /dev/null, rounds alternating.
+ */
+export async function measureFileIo(rounds = 3, hook: 'raw' | 'tracepoints' = 'tracepoints', blocks = 2_000_000): Promise<{ withoutNs: number[]; withNs: number[]; lost: number }> {
+  const once = async (): Promise<number> =>
+    (await childCpuSeconds(`dd if=/dev/zero of=/dev/null bs=512 count=${blocks} 2>/dev/null`)) * 1e9 / (2 * blocks);
+  const result = { withoutNs: [] as number[], withNs: [] as number[], lost: 0 };
+  for (let r = 0; r < rounds; r++) {
+    result.withoutNs.push(await once());
+    const collector = EbpfCollector.start({ ...envOptions(), syscallHook: hook }, () => undefined);
+    if (collector.packetOnly) throw new Error(collector.statusMessage);
+    result.withNs.push(await once());
+    collector.drain();
+    result.lost += collector.drops.ringbuf_full;
+    collector.close();
+  }
+  return result;
+}
+
+if (require.main === module && process.argv[2] === 'fileio') {
+  const rounds = Number(process.argv[3] ?? 3);
+  const hook = process.argv[4] === 'raw' ? 'raw' : 'tracepoints';
+  measureFileIo(rounds, hook).then((r) => {
+    const f = (xs: number[]): string => `${xs.map((x) => x.toFixed(0)).join(', ')} (median ${median(xs).toFixed(0)})`;
+    console.log(`ebpf fileio (${hook} hook): dd of 512 B blocks /dev/zero -> /dev/null, CPU ns per read or write, ${rounds} rounds`);
+    console.log(`  without tracer: ${f(r.withoutNs)}`);
+    console.log(`  with tracer:    ${f(r.withNs)}  +${(median(r.withNs) - median(r.withoutNs)).toFixed(0)} ns  load ${fs.readFileSync('/proc/loadavg', 'utf8').split(' ')[0]}`);
+  }).catch((err) => { console.error(err); process.exitCode = 1; });
+} else if (require.main === module && (process.argv[2] === 'pingpong' || process.argv[2] === 'selfpair')) {
   const program = process.argv[2];
   const rounds = Number(process.argv[3] ?? 5);
   const hook = process.argv[4] === 'raw' ? 'raw' : 'tracepoints';
@@ -225,7 +269,11 @@ if (require.main === module && (process.argv[2] === 'pingpong' || process.argv[2
     console.log(`ebpf overhead (${hook} hook): wrk -t1 -c32 ${seconds}s x ${rounds}, Node http server, 512 B responses, loopback`);
     console.log(`  without tracer: ${r.withoutRps.map(fmt).join(', ')} req/s (median ${fmt(median(r.withoutRps))})`);
     console.log(`  with tracer:    ${r.withRps.map(fmt).join(', ')} req/s (median ${fmt(median(r.withRps))})`);
-    console.log(`  loss: ${r.lossPercent.toFixed(1)} %  events per run: ${r.eventsPerRun.map(fmt).join(', ')}  lost: ${r.lost}`);
+    // Each traced run against the untraced run just before it: slow drifts of the host's load
+    // (which moved requests/s by 1.5x between identical runs here) cancel within a pair.
+    const paired = r.withRps.map((w, i) => 100 * (1 - w / r.withoutRps[i]));
+    console.log(`  loss: ${r.lossPercent.toFixed(1)} % (medians); per round ${paired.map((x) => x.toFixed(1)).join(', ')} %, median ${median(paired).toFixed(1)} %`);
+    console.log(`  events per run: ${r.eventsPerRun.map(fmt).join(', ')}  lost: ${r.lost}`);
     console.log(`  server+wrk CPU per request: without ${r.withoutUsPerRequest.map((x) => x.toFixed(1)).join(', ')} µs, with ${r.withUsPerRequest.map((x) => x.toFixed(1)).join(', ')} µs (median +${(100 * (median(r.withUsPerRequest) / median(r.withoutUsPerRequest) - 1)).toFixed(1)} %)  load ${r.load.join(', ')}`);
     if (r.bpfNsPerEvent > 0) {
       const busy = Object.entries(r.bpfStats).filter(([, v]) => v.runs > 0).sort(([a], [b]) => a.localeCompare(b));
