@@ -190,12 +190,21 @@ export async function measurePingPong(rounds = 5, hook: 'raw' | 'tracepoints' = 
   const once = (): Promise<number> => new Promise((resolve, reject) => {
     execFile(bin, [String(messages)], (err, out) => (err ? reject(err) : resolve(Number(out.trim()))));
   });
-  const result: PingPongResult = { withoutUs: [], withUs: [], lost: 0 };
+  const r = await alternate(rounds, hook, once);
+  return { withoutUs: r.without, withUs: r.with, lost: r.lost };
+}
+
+/**
+ * `rounds` times: `once` without the tracer, then with it attached (the collector drains the ring
+ * meanwhile, since `once` is asynchronous); `lost` sums the events the ring dropped.
+ */
+async function alternate(rounds: number, hook: 'raw' | 'tracepoints', once: () => Promise<number>): Promise<{ without: number[]; with: number[]; lost: number }> {
+  const result = { without: [] as number[], with: [] as number[], lost: 0 };
   for (let r = 0; r < rounds; r++) {
-    result.withoutUs.push(await once());
+    result.without.push(await once());
     const collector = EbpfCollector.start({ ...envOptions(), syscallHook: hook }, () => undefined);
     if (collector.packetOnly) throw new Error(collector.statusMessage);
-    result.withUs.push(await once());
+    result.with.push(await once());
     collector.drain();
     result.lost += collector.drops.ringbuf_full;
     collector.close();
@@ -223,17 +232,8 @@ function childCpuSeconds(command: string): Promise<number> {
 export async function measureFileIo(rounds = 3, hook: 'raw' | 'tracepoints' = 'tracepoints', blocks = 2_000_000): Promise<{ withoutNs: number[]; withNs: number[]; lost: number }> {
   const once = async (): Promise<number> =>
     (await childCpuSeconds(`dd if=/dev/zero of=/dev/null bs=512 count=${blocks} 2>/dev/null`)) * 1e9 / (2 * blocks);
-  const result = { withoutNs: [] as number[], withNs: [] as number[], lost: 0 };
-  for (let r = 0; r < rounds; r++) {
-    result.withoutNs.push(await once());
-    const collector = EbpfCollector.start({ ...envOptions(), syscallHook: hook }, () => undefined);
-    if (collector.packetOnly) throw new Error(collector.statusMessage);
-    result.withNs.push(await once());
-    collector.drain();
-    result.lost += collector.drops.ringbuf_full;
-    collector.close();
-  }
-  return result;
+  const r = await alternate(rounds, hook, once);
+  return { withoutNs: r.without, withNs: r.with, lost: r.lost };
 }
 
 if (require.main === module && process.argv[2] === 'fileio') {

@@ -150,3 +150,21 @@ export async function startTcpdump(filter: string, bufferKiB?: number): Promise<
     }),
   };
 }
+
+/**
+ * Runs `python3 -c script args` while `collector` traces and tcpdump records `filter` on lo. Then
+ * drains and closes the collector before the caller reads the capture: tshark (execFileSync)
+ * blocks this event loop, and the ring would overflow with what the machine does meanwhile.
+ * `lost`: events the ring dropped while tracing.
+ */
+export async function tracePython(collector: EbpfCollector, filter: string, script: string, args: string[]):
+  Promise<{ py: { code: number; stdout: string; stderr: string; pid: number }; pcap: string; lost: number }> {
+  const dump = await startTcpdump(filter);
+  const py = await run('/usr/bin/python3', ['-c', script, ...args]);
+  await dump.stop();
+  await sleep(100);
+  collector.drain();
+  const lost = collector.drops.ringbuf_full;
+  collector.close();
+  return { py, pcap: dump.file, lost };
+}

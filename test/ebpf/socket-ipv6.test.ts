@@ -5,7 +5,7 @@
 import test from 'ava';
 import { ebpfStatus } from '../../native/ebpf';
 import { tsharkFields } from '../support/tshark';
-import { collectRows, freePort, run, startTcpdump, Row } from './helpers';
+import { collectRows, freePort, tracePython, Row } from './helpers';
 
 const available = ebpfStatus();
 const maybe = available.available ? test.serial : test.serial.skip;
@@ -47,18 +47,12 @@ maybe('IPv6 and v4-mapped sockets are reported with the addresses and ports on t
   const { collector, rows } = collectRows({ capBytes: 64, processNames: ['python3'] },
     (r: Row) => ports.includes(r.localPort) || ports.includes(r.remotePort));
   try {
-    const dump = await startTcpdump(`port ${v6Port} or port ${dualPort}`);
-    const py = await run('/usr/bin/python3', ['-c', SCRIPT, String(v6Port), String(dualPort)]);
+    const { py, pcap, lost: lostWhileTracing } = await tracePython(collector, `port ${v6Port} or port ${dualPort}`, SCRIPT, [String(v6Port), String(dualPort)]);
     t.is(py.code, 0, py.stderr);
-    await dump.stop();
-    await new Promise((r) => setTimeout(r, 100));
-    collector.drain();
-    const lostWhileTracing = collector.drops.ringbuf_full;
-    collector.close();
 
     // Each payload as the wire carried it: [ip src, ip dst, src port, dst port].
     const wire = new Map<string, string[]>();
-    for (const [src6, dst6, src4, dst4, sport, dport, payload] of tsharkFields(dump.file,
+    for (const [src6, dst6, src4, dst4, sport, dport, payload] of tsharkFields(pcap,
       ['ipv6.src', 'ipv6.dst', 'ip.src', 'ip.dst', 'tcp.srcport', 'tcp.dstport', 'tcp.payload'], { filter: 'tcp.len > 0' })) {
       wire.set(Buffer.from(payload, 'hex').toString(), src6 ? [expandV6(src6), expandV6(dst6), sport, dport] : [src4, dst4, sport, dport]);
     }

@@ -4,7 +4,7 @@
 import test from 'ava';
 import { ebpfStatus } from '../../native/ebpf';
 import { tsharkFields } from '../support/tshark';
-import { collectRows, freePort, run, startTcpdump, Row } from './helpers';
+import { collectRows, freePort, tracePython, Row } from './helpers';
 
 const available = ebpfStatus();
 const maybe = available.available ? test.serial : test.serial.skip;
@@ -39,22 +39,14 @@ maybe('sendmsg/recvmsg, writev/readv and unconnected UDP sendto/recvfrom are tra
   // processNames: the user-space name filter keeps only python3's records.
   const { collector, rows } = collectRows({ capBytes: 256, processNames: ['python3'] }, (r: Row) => [tcpPort, udpPort].includes(r.localPort) || [tcpPort, udpPort].includes(r.remotePort));
   try {
-    const dump = await startTcpdump(`port ${tcpPort} or port ${udpPort}`);
-    const py = await run('/usr/bin/python3', ['-c', SCRIPT, String(tcpPort), String(udpPort)]);
+    const { py, pcap, lost: lostWhileTracing } = await tracePython(collector, `port ${tcpPort} or port ${udpPort}`, SCRIPT, [String(tcpPort), String(udpPort)]);
     t.is(py.code, 0, py.stderr);
-    await dump.stop();
-    await new Promise((r) => setTimeout(r, 100));
-    collector.drain();
-    // Stop tracing before tshark: execFileSync blocks this event loop, and the ring would overflow
-    // with everything else the machine does meanwhile.
-    const lostWhileTracing = collector.drops.ringbuf_full;
-    collector.close();
     t.true(rows.length > 0 && rows.every((r) => r.comm === 'python3'), 'only python3 rows pass the name filter');
     const mine = rows.filter((r) => r.pid === py.pid && r.kind === 1);
     const find = (syscall: string) => mine.find((r) => r.syscall === syscall);
 
     // TCP payloads as the wire carried them.
-    const tcp = tsharkFields(dump.file, ['tcp.srcport', 'tcp.payload'], { filter: 'tcp.len > 0' });
+    const tcp = tsharkFields(pcap, ['tcp.srcport', 'tcp.payload'], { filter: 'tcp.len > 0' });
     const fromClient = tcp.find((p) => Number(p[0]) !== tcpPort)!;
     const fromServer = tcp.find((p) => Number(p[0]) === tcpPort)!;
     const sendmsg = find('sendmsg')!;
@@ -67,7 +59,7 @@ maybe('sendmsg/recvmsg, writev/readv and unconnected UDP sendto/recvfrom are tra
     t.is(find('recvmsg')!.traceId, find('writev')!.traceId, 'the server thread\'s response carries the request\'s id');
 
     // UDP: the peers come from the syscall's sockaddr; tshark shows the client's port.
-    const udp = tsharkFields(dump.file, ['udp.srcport', 'udp.dstport', 'udp.payload'], { filter: 'udp' });
+    const udp = tsharkFields(pcap, ['udp.srcport', 'udp.dstport', 'udp.payload'], { filter: 'udp' });
     t.is(udp.length, 2);
     const clientPort = Number(udp.find((p) => Number(p[1]) === udpPort)![0]);
     t.is(Number(py.stdout.trim()), clientPort);
