@@ -35,6 +35,13 @@ export interface OverheadResult {
   load: number[];
   /** Median loss, percent: 100 * (1 - with / without). */
   lossPercent: number;
+  /**
+   * Loss of each traced run against the untraced run just before it, percent, and their median:
+   * slow drifts of the host's load (which moved requests/s by 1.7x between identical runs on the
+   * shared VM) cancel within a pair.
+   */
+  pairedLossPercent: number[];
+  pairedLossMedian: number;
   eventsPerRun: number[];
   lost: number;
   /** CPU the collector (this process: ring drain, decode, batching) used per run, in % of one core. */
@@ -111,7 +118,7 @@ export async function measureEbpfOverhead(seconds = 5, rounds = 3, hook: 'raw' |
     const port = await new Promise<number>((resolve) => server.stdout!.once('data', (d) => resolve(Number(String(d).trim()))));
     wrk(port, 1); // warm-up
     const result: OverheadResult = {
-      hook, withoutRps: [], withRps: [], withoutUsPerRequest: [], withUsPerRequest: [], load: [], lossPercent: 0,
+      hook, withoutRps: [], withRps: [], withoutUsPerRequest: [], withUsPerRequest: [], load: [], lossPercent: 0, pairedLossPercent: [], pairedLossMedian: 0,
       eventsPerRun: [], lost: 0, collectorCpuPercent: [], collectorUsPerEvent: [], bpfStats: {}, bpfNsPerEvent: 0,
     };
     let bpfNs = 0;
@@ -156,6 +163,8 @@ export async function measureEbpfOverhead(seconds = 5, rounds = 3, hook: 'raw' |
       collector.close();
     }
     result.lossPercent = 100 * (1 - median(result.withRps) / median(result.withoutRps));
+    result.pairedLossPercent = result.withRps.map((w, i) => 100 * (1 - w / result.withoutRps[i]));
+    result.pairedLossMedian = median(result.pairedLossPercent);
     result.bpfNsPerEvent = bpfEvents > 0 ? bpfNs / bpfEvents : 0;
     return result;
   } finally {
@@ -269,10 +278,7 @@ if (require.main === module && process.argv[2] === 'fileio') {
     console.log(`ebpf overhead (${hook} hook): wrk -t1 -c32 ${seconds}s x ${rounds}, Node http server, 512 B responses, loopback`);
     console.log(`  without tracer: ${r.withoutRps.map(fmt).join(', ')} req/s (median ${fmt(median(r.withoutRps))})`);
     console.log(`  with tracer:    ${r.withRps.map(fmt).join(', ')} req/s (median ${fmt(median(r.withRps))})`);
-    // Each traced run against the untraced run just before it: slow drifts of the host's load
-    // (which moved requests/s by 1.5x between identical runs here) cancel within a pair.
-    const paired = r.withRps.map((w, i) => 100 * (1 - w / r.withoutRps[i]));
-    console.log(`  loss: ${r.lossPercent.toFixed(1)} % (medians); per round ${paired.map((x) => x.toFixed(1)).join(', ')} %, median ${median(paired).toFixed(1)} %`);
+    console.log(`  loss: ${r.lossPercent.toFixed(1)} % (medians); per round ${r.pairedLossPercent.map((x) => x.toFixed(1)).join(', ')} %, median ${r.pairedLossMedian.toFixed(1)} %`);
     console.log(`  events per run: ${r.eventsPerRun.map(fmt).join(', ')}  lost: ${r.lost}`);
     console.log(`  server+wrk CPU per request: without ${r.withoutUsPerRequest.map((x) => x.toFixed(1)).join(', ')} µs, with ${r.withUsPerRequest.map((x) => x.toFixed(1)).join(', ')} µs (median +${(100 * (median(r.withUsPerRequest) / median(r.withoutUsPerRequest) - 1)).toFixed(1)} %)  load ${r.load.join(', ')}`);
     if (r.bpfNsPerEvent > 0) {
