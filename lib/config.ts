@@ -89,6 +89,13 @@ export interface Config {
     socket_tracer: boolean;
     /** TLS plaintext through uprobes on SSL_read/SSL_write (libssl, node). */
     tls: boolean;
+    /**
+     * Where the socket tracer hooks syscalls. tracepoints: the syscalls/ tracepoint of each traced
+     * syscall. raw: raw_syscalls through tp_btf (x86-64; elsewhere tracepoints), which skips the
+     * tracepoints' per-hit record but runs its programs on every syscall of the host
+     * (docs/benchmarks.md: no consistent difference on socket I/O, a little cheaper on file I/O).
+     */
+    syscall_hook: 'tracepoints' | 'raw';
     /** Payload bytes captured per syscall (at most 8192). */
     cap_bytes: number;
     /** Trace only processes with these names (comm); empty: every process but the agent's own. */
@@ -181,7 +188,7 @@ export function defaultConfig(): Config {
     },
     quadruple: { late_tolerance_1s: 9, late_tolerance_1m: 69, l4_log_per_second: 10000, aggregate_health_checks: false, carry_idle_limit: 600 },
     l7: { max_sessions: 65536, l7_log_per_second: 10000, session_timeout: { dns: 15, tls: 15, others: 120 } },
-    ebpf: { enabled: true, socket_tracer: true, tls: true, cap_bytes: 4096, process_names: [], profiler: false, profile_interval_s: 10 },
+    ebpf: { enabled: true, socket_tracer: true, tls: true, syscall_hook: 'tracepoints', cap_bytes: 4096, process_names: [], profiler: false, profile_interval_s: 10 },
     sender: {
       sinks: ['jsonl', 'sqlite'],
       output_dir: 'data',
@@ -214,6 +221,7 @@ export class ConfigError extends Error {}
 const ENUMS: Record<string, readonly string[]> = {
   log_level: ['debug', 'info', 'warn', 'error'],
   'capture.source': ['live', 'file'],
+  'ebpf.syscall_hook': ['tracepoints', 'raw'],
   'sender.sinks[]': SINK_NAMES,
   'sender.collector.compression': ['zstd', 'none'],
 };

@@ -36,6 +36,7 @@ export function startEbpf(ctx: ServiceContext): EbpfCollector {
     enabled: cfg.enabled,
     socketTracer: cfg.socket_tracer,
     tls: cfg.tls,
+    syscallHook: cfg.syscall_hook,
     capBytes: cfg.cap_bytes,
     processNames: cfg.process_names,
     excludePids: agentPids(),

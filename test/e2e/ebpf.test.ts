@@ -2,11 +2,12 @@
 // loopback, and l7_flow_log holds their requests with the processes that made them.
 import { spawn } from 'node:child_process';
 import path from 'node:path';
-import test from 'ava';
+import test, { ExecutionContext } from 'ava';
 import { canTrace, DIST_ROOT, freePort, sleep, startLiveAgent } from '../support/live-agent';
 
-(canTrace ? test.serial : test.serial.skip)('requests between curl and a Python HTTP server appear with their processes, from eBPF', async (t) => {
-  const agent = startLiveAgent(['curl', 'python3'], 21000 + (process.pid % 300) * 10);
+const curlAndPython = async (t: ExecutionContext, hook: 'tracepoints' | 'raw'): Promise<void> => {
+  const portBase = 21000 + (process.pid % 300) * 10 + (hook === 'raw' ? 5 : 0);
+  const agent = startLiveAgent(['curl', 'python3'], portBase, { syscall_hook: hook });
   const httpPort = await freePort();
   const server = spawn('python3', ['-m', 'http.server', String(httpPort), '--bind', '127.0.0.1', '--directory', path.join(DIST_ROOT, '..')], { stdio: 'ignore' });
   t.teardown(() => {
@@ -15,6 +16,8 @@ import { canTrace, DIST_ROOT, freePort, sleep, startLiveAgent } from '../support
   });
   // The tracer is attached once the packet-only gauge reads 0.
   t.true(await agent.waitTraced(), `the socket tracer is attached: ${agent.stderr()}`);
+  const where = hook === 'raw' && process.arch === 'x64' ? 'raw_syscalls through tp_btf' : 'syscalls/ tracepoints';
+  t.true(agent.stderr('capture').includes(`eBPF socket tracer attached (${where})`), `ebpf.syscall_hook ${hook} reaches the loader: ${agent.stderr('capture')}`);
   await sleep(1500);
   const paths = ['/README.md', '/package.json', '/no-such-file'];
   const curlPids: number[] = [];
@@ -40,4 +43,8 @@ import { canTrace, DIST_ROOT, freePort, sleep, startLiveAgent } from '../support
     t.is(serverSide?.process_id_1, server.pid, 'the python3 process id');
     t.is(serverSide?.response_code, expected);
   }
-});
+};
+
+const maybe = canTrace ? test.serial : test.serial.skip;
+maybe('requests between curl and a Python HTTP server appear with their processes, from eBPF', curlAndPython, 'tracepoints');
+maybe('the same on the raw_syscalls hook (ebpf.syscall_hook: raw)', curlAndPython, 'raw');

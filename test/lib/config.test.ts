@@ -26,6 +26,7 @@ test('unknown keys, wrong types and bad values are errors that name the key', (t
     ['metrics: { ports: { flow: 70000 } }', /metrics\.ports\.flow: must be a port number/],
     ['flow: { timeouts: { udp: -1 } }', /flow\.timeouts\.udp: must be a positive number/],
     ['sender: { sinks: [tape] }', /sender\.sinks\[0\]: "tape" is not one of/],
+    ['ebpf: { syscall_hook: kprobes }', /ebpf\.syscall_hook: "kprobes" is not one of tracepoints, raw/],
     ['capture: [1, 2', /not valid YAML/],
   ];
   for (const [text, message] of bad) {

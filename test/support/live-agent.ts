@@ -123,14 +123,14 @@ export function startAgent(opts: AgentOptions): LiveAgent {
 /**
  * The services with a config tracing only the processes named in `processNames` (their comm);
  * capture interfaces match nothing, so these packets are seen by eBPF only. Metrics ports are
- * derived from `portBase` so parallel test files do not collide.
+ * derived from `portBase` so parallel test files do not collide. `ebpf`: more ebpf settings.
  */
-export function startLiveAgent(processNames: string[], portBase: number): LiveAgent {
+export function startLiveAgent(processNames: string[], portBase: number, ebpf: Record<string, unknown> = {}): LiveAgent {
   return startAgent({
     portBase,
     config: [
       'capture: { source: live, interfaces: ["ft-none*"] }',
-      `ebpf: { process_names: ${JSON.stringify(processNames)} }`,
+      `ebpf: ${JSON.stringify({ process_names: processNames, ...ebpf })}`,
       'sender: { output_dir: $DATA, sinks: [jsonl] }',
     ],
   });
