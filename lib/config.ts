@@ -10,11 +10,14 @@ export const SERVICES = ['capture', 'flow', 'quadruple', 'l7', 'sender'] as cons
 export type ServiceName = (typeof SERVICES)[number];
 
 export interface Config {
+  /** Lowest level the services log (JSON lines on stderr): debug, info, warn or error. */
   log_level: 'debug' | 'info' | 'warn' | 'error';
   /** ZeroMQ IPC sockets live here; created with mode 0700. */
   runtime_dir: string;
   metrics: {
+    /** Address each service's Prometheus /metrics listens on. */
     listen_address: string;
+    /** Port of each service's /metrics (0: any free port). */
     ports: Record<ServiceName, number>;
   };
   transport: {
@@ -26,23 +29,33 @@ export interface Config {
   capture: {
     /** "live": AF_PACKET on `interfaces`; "file": replay `file` once. */
     source: 'live' | 'file';
+    /** The pcap or pcapng file that `source: file` replays. */
     file: string;
     /** Names, or patterns with * (e.g. "eth*"); empty: every interface that is up, except lo. */
     interfaces: string[];
     /** tcpdump-style capture filter, compiled to classic BPF. */
     filter: string;
+    /** Payload bytes per packet that travel on to the flow and L7 stages. */
     payload_cut: number;
+    /** Bytes captured per packet by the kernel. */
     snap_len: number;
+    /** Put the interfaces in promiscuous mode. */
     promisc: boolean;
+    /** PACKET_FANOUT group id shared by several capture processes (0: no fanout). */
     fanout_group: number;
+    /** AF_PACKET TPACKET_V3 ring: bytes per block. */
     ring_block_size: number;
+    /** AF_PACKET ring: blocks per interface. */
     ring_block_count: number;
+    /** AF_PACKET ring: largest frame, bytes. */
     ring_frame_size: number;
+    /** A block that is not full is handed over after this long. */
     ring_block_timeout_ms: number;
     /** How often a tick advances time downstream when the wire is idle. */
     tick_interval_ms: number;
   };
   flow: {
+    /** Flows held at once; a packet that would open one more is dropped and counted (flow_map_full). */
     max_flows: number;
     /** Ports that are servers whatever the packets say (when no SYN was seen). */
     server_ports: number[];
@@ -69,6 +82,7 @@ export interface Config {
   quadruple: {
     /** Late-data tolerance (s) of the 1 s and 1 min windows (DeepFlow: 9 and 69). */
     late_tolerance_1s: number;
+    /** Late-data tolerance (s) of the 1 min window. */
     late_tolerance_1m: number;
     /** L4 flow logs kept per second (uniform sample of each 4 s of packet time). */
     l4_log_per_second: number;
@@ -78,14 +92,18 @@ export interface Config {
     carry_idle_limit: number;
   };
   l7: {
+    /** Requests waiting for their response; past it the oldest is dropped and counted (session_evicted). */
     max_sessions: number;
+    /** L7 request logs kept per second of packet time (a leaky bucket; the rest are counted, and the application metrics still count every request). */
     l7_log_per_second: number;
+    /** Seconds a request waits for its response, by protocol, before it is reported as a timeout. */
     session_timeout: { dns: number; tls: number; others: number };
   };
   /** The eBPF collector, in live mode only. Without root, BTF or tracefs the agent runs packet-only. */
   ebpf: {
+    /** false: packet capture only, nothing loaded into the kernel. */
     enabled: boolean;
-    /** Socket tracer on syscall tracepoints: L7 records with process identity. */
+    /** Socket tracer on the socket syscalls: L7 records with process identity. */
     socket_tracer: boolean;
     /** TLS plaintext through uprobes on SSL_read/SSL_write (libssl, node). */
     tls: boolean;
@@ -129,12 +147,15 @@ export interface Config {
       address: string;
       /** Names this agent in every frame (0-4294967295). */
       agent_id: number;
+      /** Frame payloads: zstd (level 3) or none. */
       compression: 'zstd' | 'none';
       /** "": <output_dir>/spool */
       spool_dir: string;
       /** Frames not yet acknowledged are kept on disk up to this many bytes; past it, batches are dropped and counted. */
       spool_max_bytes: number;
+      /** First delay before reconnecting; it doubles on each failed attempt. */
       reconnect_min_ms: number;
+      /** Longest delay between reconnect attempts. */
       reconnect_max_ms: number;
       /** In a replay, how long closing waits for the collector to acknowledge everything. */
       drain_timeout_ms: number;
@@ -142,8 +163,11 @@ export interface Config {
     clickhouse: {
       /** HTTP interface, e.g. http://127.0.0.1:8123 */
       url: string;
+      /** Database of the tables (created with them on first use). */
       database: string;
+      /** ClickHouse user. */
       user: string;
+      /** That user's password. */
       password: string;
       /** Rows buffered per table before an INSERT. */
       batch_rows: number;
