@@ -186,6 +186,11 @@ static __always_inline __u64 task_pid_tgid(const struct task_struct *task) {
   return ((__u64)task->tgid << 32) | (__u32)task->pid;
 }
 
+/* Key of a process's fd in socket_info and fd_ssl. */
+static __always_inline __u64 fd_key(__u32 tgid, __u32 fd) {
+  return ((__u64)tgid << 32) | fd;
+}
+
 /* The current thread's state (task is the current task), created on first use when `create`. */
 static __always_inline struct thread_state *thread_state_get(struct task_struct *task, bool create) {
   struct thread_state *st = bpf_task_storage_get(&thread_state, task, 0, create ? BPF_LOCAL_STORAGE_GET_F_CREATE : 0);
@@ -233,6 +238,12 @@ static __always_inline struct sock *inet_sock_of_fd(struct task_struct *task, __
   __u16 proto = sk->sk_protocol;
   if (proto != IPPROTO_TCP && proto != IPPROTO_UDP) return NULL;
   return sk;
+}
+
+/* fd is an inet socket: one the tracer already knows (socket_info), else one the fd table says is. */
+static __always_inline bool is_inet_socket(struct task_struct *task, __u32 fd) {
+  __u64 key = fd_key(task->tgid, fd);
+  return bpf_map_lookup_elem(&socket_info, &key) || inet_sock_of_fd(task, fd);
 }
 
 /* sk comes from inet_sock_of_fd: plain loads. */
@@ -414,7 +425,7 @@ static __always_inline void learn_ssl_fd(__u32 tgid, __u64 ssl, __u32 fd, __u64 
   struct ssl_key k = { .tgid = tgid, .ssl = ssl };
   __s32 v = fd;
   if (bpf_map_update_elem(&ssl_fd, &k, &v, flags)) return;
-  __u64 fkey = ((__u64)tgid << 32) | fd;
+  __u64 fkey = fd_key(tgid, fd);
   __u64 *prev = bpf_map_lookup_elem(&fd_ssl, &fkey);
   if (prev && *prev != ssl) {
     struct ssl_key old = { .tgid = tgid, .ssl = *prev };
@@ -426,7 +437,7 @@ static __always_inline void learn_ssl_fd(__u32 tgid, __u64 ssl, __u32 fd, __u64 
 
 /* The fd is closing: its SSL* no longer names it. */
 static __always_inline void forget_fd_ssl(__u32 tgid, __u32 fd) {
-  __u64 fkey = ((__u64)tgid << 32) | fd;
+  __u64 fkey = fd_key(tgid, fd);
   __u64 *ssl = bpf_map_lookup_elem(&fd_ssl, &fkey);
   if (!ssl) return;
   struct ssl_key k = { .tgid = tgid, .ssl = *ssl };
@@ -492,10 +503,8 @@ static __always_inline int enter_send(__u32 fd, __u64 buf, __u32 vlen, __u8 sys,
    * files and pipes cost no lookup here. Only TLS work pending on the thread needs the socket
    * known now. */
   if (st->tls && cfg->tls_enabled) {
-    __u64 pid_tgid = task_pid_tgid(task);
-    __u64 key = (pid_tgid & 0xffffffff00000000ULL) | fd;
-    if (!bpf_map_lookup_elem(&socket_info, &key) && !inet_sock_of_fd(task, fd)) return 0;
-    if ((st->tls & TLS_IN_CALL) && tls_claims_fd(pid_tgid, fd)) return 0;
+    if (!is_inet_socket(task, fd)) return 0;
+    if ((st->tls & TLS_IN_CALL) && tls_claims_fd(task_pid_tgid(task), fd)) return 0;
     if (st->tls & TLS_PENDING) complete_tls_pending(task, fd, st);
   }
   st->io.ts_ns = bpf_ktime_get_ns();
@@ -594,7 +603,7 @@ static __always_inline void submit_mmsg(struct scratch *s, __u64 vec, long ret, 
  * loop, which made loading ten programs take 9 s of verification instead of 0.4 s. */
 static __always_inline int emit_io(long ret, const struct active_io *a, struct thread_state *st, struct task_struct *task,
                                    const bool mmsg) {
-  __u64 key = ((__u64)task->tgid << 32) | a->fd;
+  __u64 key = fd_key(task->tgid, a->fd);
   struct sock_info *info = bpf_map_lookup_elem(&socket_info, &key);
   if (info && info->tls) return 0; /* ciphertext of a socket whose plaintext the uprobes report */
   /* A connected socket keeps its tuple: the cache spares the fd walk on the hot path (and still
@@ -687,11 +696,7 @@ static __always_inline int exit_recv(long ret, __u8 sys, const bool mmsg) {
   };
   /* A read inside SSL_read is the ciphertext of the plaintext the uprobe reports: it names the
    * SSL's socket and is not reported itself. */
-  if ((st->tls & TLS_IN_CALL) && cfg->tls_enabled) {
-    __u64 pid_tgid = task_pid_tgid(task);
-    __u64 key = (pid_tgid & 0xffffffff00000000ULL) | a.fd;
-    if ((bpf_map_lookup_elem(&socket_info, &key) || inet_sock_of_fd(task, a.fd)) && tls_claims_fd(pid_tgid, a.fd)) return 0;
-  }
+  if ((st->tls & TLS_IN_CALL) && cfg->tls_enabled && is_inet_socket(task, a.fd) && tls_claims_fd(task_pid_tgid(task), a.fd)) return 0;
   return emit_io(ret, &a, st, task, mmsg);
 }
 
@@ -738,7 +743,7 @@ static __always_inline int enter_remember(__u32 fd, __u8 sys) {
 static __always_inline int emit_lifecycle(struct task_struct *task, __u8 kind, __u8 sys, __u32 fd, __u8 role, __u64 ts) {
   struct sock *sk = inet_sock_of_fd(task, fd);
   if (!sk) return 0;
-  __u64 key = ((__u64)task->tgid << 32) | fd;
+  __u64 key = fd_key(task->tgid, fd);
   struct scratch *s = scratch_for(kind, task, fd);
   if (!s) return 0;
   fill_tuple(&s->ev, sk);
@@ -790,7 +795,7 @@ int exit_accept4(struct trace_event_raw_sys_exit *ctx) { return exit_accept_comm
 static __always_inline int enter_close_common(__u32 fd) {
   struct task_struct *task = bpf_get_current_task_btf();
   __u32 tgid = task->tgid;
-  __u64 key = ((__u64)tgid << 32) | fd;
+  __u64 key = fd_key(tgid, fd);
   struct sock_trace_config *cfg = get_config();
   if (cfg && cfg->tls_enabled) {
     forget_fd_ssl(tgid, fd);
@@ -958,7 +963,7 @@ static __always_inline int tls_exit(struct pt_regs *ctx) {
   struct scratch *s = scratch_for(SOCK_EVENT_DATA, task, (__u32)fd);
   if (!s) return 0;
   struct sock_event *ev = &s->ev;
-  __u64 key = ((__u64)tgid << 32) | (__u32)fd;
+  __u64 key = fd_key(tgid, (__u32)fd);
   struct sock_info *info = bpf_map_lookup_elem(&socket_info, &key);
   if (info && info->remote_port != 0 && info->local_port != 0) {
     ev->socket_id = info->socket_id;
@@ -1006,7 +1011,7 @@ static __always_inline void complete_tls_pending(struct task_struct *task, __u32
   }
   __u32 tgid = pid_tgid >> 32;
   learn_ssl_fd(tgid, p->ev.socket_id, fd, BPF_ANY);
-  __u64 key = ((__u64)tgid << 32) | fd;
+  __u64 key = fd_key(tgid, fd);
   struct sock_info *info = bpf_map_lookup_elem(&socket_info, &key);
   if (info && info->remote_port != 0 && info->local_port != 0) {
     cached_tuple(&p->ev, info);
@@ -1046,7 +1051,7 @@ static __always_inline int tls_free(struct pt_regs *ctx) {
   struct ssl_key k = { .tgid = tgid, .ssl = PT_REGS_PARM1(ctx) };
   __s32 *fd = bpf_map_lookup_elem(&ssl_fd, &k);
   if (!fd) return 0;
-  __u64 fkey = ((__u64)tgid << 32) | (__u32)*fd;
+  __u64 fkey = fd_key(tgid, (__u32)*fd);
   __u64 *back = bpf_map_lookup_elem(&fd_ssl, &fkey);
   if (back && *back == k.ssl) bpf_map_delete_elem(&fd_ssl, &fkey);
   bpf_map_delete_elem(&ssl_fd, &k);
