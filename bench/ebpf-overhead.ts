@@ -78,6 +78,15 @@ function progStats(): Map<number, ProgStats> {
   return out;
 }
 
+/**
+ * CPU (utime + stime of its children, seconds) of a shell whose last output line is its own
+ * /proc/$$/stat (`<command> && cat /proc/$$/stat`); undefined when that line is missing.
+ */
+function shellChildrenCpu(out: string): number | undefined {
+  const stat = out.trim().split('\n').pop()!.split(') ')[1]?.split(' ') ?? [];
+  return stat.length > 14 ? (Number(stat[13]) + Number(stat[14])) / 100 : undefined;
+}
+
 /** utime + stime of a process, seconds. */
 function cpuSeconds(pid: number | 'self'): number {
   const f = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
@@ -96,8 +105,8 @@ function wrkRun(port: number, seconds: number): Promise<{ rps: number; requests:
     child.on('close', () => {
       const rps = /Requests\/sec:\s+([\d.]+)/.exec(out);
       const requests = /(\d+) requests in/.exec(out);
-      const stat = out.trim().split('\n').pop()!.split(') ')[1]?.split(' ') ?? [];
-      if (rps && requests && stat.length > 14) resolve({ rps: Number(rps[1]), requests: Number(requests[1]), cpu: (Number(stat[13]) + Number(stat[14])) / 100 });
+      const cpu = shellChildrenCpu(out);
+      if (rps && requests && cpu !== undefined) resolve({ rps: Number(rps[1]), requests: Number(requests[1]), cpu });
       else reject(new Error(`wrk printed no Requests/sec:\n${out}`));
     });
   });
@@ -226,8 +235,8 @@ function childCpuSeconds(command: string): Promise<number> {
   return new Promise((resolve, reject) => {
     execFile('sh', ['-c', `${command} && cat /proc/$$/stat`], (err, out) => {
       if (err) return reject(err);
-      const stat = out.trim().split('\n').pop()!.split(') ')[1]?.split(' ') ?? [];
-      if (stat.length > 14) resolve((Number(stat[13]) + Number(stat[14])) / 100);
+      const cpu = shellChildrenCpu(out);
+      if (cpu !== undefined) resolve(cpu);
       else reject(new Error(`no /proc stat line after ${command}:\n${out}`));
     });
   });

@@ -142,12 +142,14 @@ export interface EbpfError extends Error {
 export class EbpfSocketTracer {
   private closed = false;
 
-  private constructor(private readonly native: NativeTracer) {}
+  /** Where the syscall programs are attached: 'raw' only when asked for on x86-64. */
+  private constructor(private readonly native: NativeTracer, readonly syscallHook: 'raw' | 'tracepoints') {}
 
   /** Loads and attaches the programs; throws EbpfError (with the libbpf log tail) when the kernel refuses. */
   static open(opts: EbpfSocketTracerOptions = {}): EbpfSocketTracer {
     const Native = loadAddon().EbpfSocketTracer;
     if (!Native) throw new Error('flowtap_native lacks EbpfSocketTracer');
+    const hook = opts.syscallHook === 'raw' && process.arch === 'x64' ? 'raw' : 'tracepoints';
     return new EbpfSocketTracer(new Native({
       objectPath: opts.objectPath ?? DEFAULT_SOCKET_TRACE_OBJECT,
       capBytes: opts.capBytes ?? 4096,
@@ -158,8 +160,8 @@ export class EbpfSocketTracer {
       batchBytes: opts.batchBytes ?? 1 << 20,
       wakeupBytes: opts.wakeupBytes ?? Math.max(256 << 10, (opts.ringBytes ?? 8 << 20) >>> 2),
       flushIntervalMs: opts.flushIntervalMs ?? 10,
-      rawSyscalls: opts.syscallHook === 'raw' && process.arch === 'x64' ? 1 : 0,
-    }));
+      rawSyscalls: hook === 'raw' ? 1 : 0,
+    }), hook);
   }
 
   /** Starts delivery from the event loop; keeps the loop alive until close() (or unref()). */

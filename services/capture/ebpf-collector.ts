@@ -99,8 +99,7 @@ export class EbpfCollector {
       const first = e.message.split('\n')[0];
       return new EbpfCollector({ available: false, message: `eBPF unavailable (${e.code ?? 'load_failed'}: ${first}): running packet-only` }, undefined, sink, rows);
     }
-    // Where the syscall programs went (the loader falls back to tracepoints off x86-64).
-    const hook = config.syscallHook === 'raw' && process.arch === 'x64' ? 'raw_syscalls through tp_btf' : 'syscalls/ tracepoints';
+    const hook = tracer.syscallHook === 'raw' ? 'raw_syscalls through tp_btf' : 'syscalls/ tracepoints';
     const collector = new EbpfCollector({ available: true, message: `eBPF socket tracer attached (${hook})` }, tracer, sink, rows);
     if (include.length > 0) for (const pid of exclude) collector.decoder.excludePid(pid);
     if (config.processNames && config.processNames.length > 0) collector.decoder.onlyComms(config.processNames);
