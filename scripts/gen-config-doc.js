@@ -58,11 +58,11 @@ function render() {
     'wrong types and bad values stop the agent with a message naming the key.',
     '',
   ];
-  let section = '';
+  let section; // undefined until the first table, so the top-level settings ('') get a heading
   for (const [key, value] of leaves(defaults, '')) {
     const top = key.includes('.') ? key.slice(0, key.indexOf('.')) : '';
-    if (top !== section || out.length === 8) {
-      if (out.length > 8) out.push('');
+    if (top !== section) {
+      if (section !== undefined) out.push('');
       section = top;
       out.push(`## ${top || 'top level'}`, '');
       if (notes.has(top)) out.push(notes.get(top), '');
