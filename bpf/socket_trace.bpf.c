@@ -1,10 +1,13 @@
 // SPDX-License-Identifier: GPL-2.0
-/* Socket tracer on syscall tracepoints only (kprobes/fentry do not attach on the target hosts).
- * A send's entry handler stamps it and remembers its arguments in the thread's task storage; a
- * receive has only an exit handler, which reads its arguments from the saved registers. Exit
- * handlers, when bytes moved, find the socket (socket_info, else
- * task->files->fdt->fd[fd]->private_data; non-inet fds end there), copy the bytes moved and emit
- * one record to the ring buffer. */
+/* Socket tracer on tracepoints only (kprobes/fentry do not attach on the target hosts).
+ * A send's entry handler (syscalls/sys_enter_*) stamps it and remembers its arguments in the
+ * thread's task storage. The bytes a write, writev, sendto, sendmsg, read or readv moved are
+ * reported from sock/sock_send_length and sock/sock_recv_length (tp_btf), which fire inside the
+ * syscall for sockets only, with the socket at hand: reads and writes of files, pipes and eventfds
+ * run no exit program at all. recvfrom, recvmsg and the mmsg calls report at their syscall exits
+ * (the peer's address reaches the caller after sock_recv_length; one mmsg call is many socket
+ * calls). A receive reads its arguments from the registers the syscall saved. Kernels before 6.4
+ * lack the sock/ tracepoints: there the loader attaches the io_exit_ programs instead. */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
@@ -31,6 +34,7 @@ struct {
  * events after the peer's FIN (and the close itself) report what the socket was. */
 struct sock_info {
   __u64 socket_id;
+  __u64 sk;       /* the struct sock: an entry left by an fd reused without close is told apart */
   __u8 role;
   __u8 ip_version;
   __u8 protocol;
@@ -220,6 +224,14 @@ static __always_inline bool thread_wanted(struct thread_state *st, __u32 tgid, c
 extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym;
 #define kernel_cast(ptr, type) ((type *)bpf_rdonly_cast((const void *)(ptr), bpf_core_type_id_kernel(type)))
 
+/* A TCP or UDP socket over IPv4 or IPv6: what the tracer reports. */
+static __always_inline bool is_inet_sock(const struct sock *sk) {
+  __u16 family = sk->__sk_common.skc_family;
+  if (family != AF_INET && family != AF_INET6) return false;
+  __u16 proto = sk->sk_protocol;
+  return proto == IPPROTO_TCP || proto == IPPROTO_UDP;
+}
+
 /* The inet sock behind fd of `task` (the current task), or NULL for anything else. One helper
  * call (the fd array slot, indexed by a variable) and plain loads: this check runs for every read
  * and write of a file or pipe that moves bytes, and for the first data of each socket. */
@@ -232,12 +244,7 @@ static __always_inline struct sock *inet_sock_of_fd(struct task_struct *task, __
   if ((file->f_inode->i_mode & S_IFMT) != S_IFSOCK) return NULL;
   struct socket *sock = kernel_cast(file->private_data, struct socket);
   struct sock *sk = sock->sk;
-  if (!sk) return NULL;
-  __u16 family = sk->__sk_common.skc_family;
-  if (family != AF_INET && family != AF_INET6) return NULL;
-  __u16 proto = sk->sk_protocol;
-  if (proto != IPPROTO_TCP && proto != IPPROTO_UDP) return NULL;
-  return sk;
+  return sk && is_inet_sock(sk) ? sk : NULL;
 }
 
 /* fd is an inet socket: one the tracer already knows (socket_info), else one the fd table says is. */
@@ -275,11 +282,8 @@ static __always_inline void fill_tuple(struct sock_event *ev, struct sock *sk) {
   }
 }
 
-static __always_inline struct scratch *scratch_for(__u8 kind, struct task_struct *task, __u32 fd) {
-  __u32 zero = 0;
-  struct scratch *s = bpf_map_lookup_elem(&scratch, &zero);
-  if (!s) return NULL;
-  struct sock_event *ev = &s->ev;
+/* Starts a record: what every event says of its process and fd. */
+static __always_inline void init_event(struct sock_event *ev, __u8 kind, struct task_struct *task, __u32 fd) {
   ev->kind = kind;
   ev->pid = task->tgid;
   ev->tid = task->pid;
@@ -293,6 +297,13 @@ static __always_inline struct scratch *scratch_for(__u8 kind, struct task_struct
   /* The process's name (its main thread's comm), as process_kname: worker threads rename
    * themselves. Read through the BTF task pointer: plain loads, no probe-read helpers. */
   __builtin_memcpy(ev->comm, task->group_leader->comm, sizeof(ev->comm));
+}
+
+/* This CPU's scratch record, started. */
+static __always_inline struct scratch *scratch_for(__u8 kind, struct task_struct *task, __u32 fd) {
+  __u32 zero = 0;
+  struct scratch *s = bpf_map_lookup_elem(&scratch, &zero);
+  if (s) init_event(&s->ev, kind, task, fd);
   return s;
 }
 
@@ -322,9 +333,9 @@ static __always_inline void submit(struct scratch *s) {
 }
 
 /* Remembers a connected/accepted socket with its role; returns its socket_id. */
-static __always_inline __u64 remember_socket(__u64 key, __u8 role, const struct sock_event *ev) {
+static __always_inline __u64 remember_socket(__u64 key, __u8 role, const struct sock_event *ev, const struct sock *sk) {
   struct sock_info info = {
-    .socket_id = next_id(0), .role = role, .ip_version = ev->ip_version, .protocol = ev->protocol,
+    .socket_id = next_id(0), .sk = (__u64)sk, .role = role, .ip_version = ev->ip_version, .protocol = ev->protocol,
     .local_port = ev->local_port, .remote_port = ev->remote_port,
   };
   __builtin_memcpy(info.local_addr, ev->local_addr, 16);
@@ -344,8 +355,8 @@ static __always_inline void cached_tuple(struct sock_event *ev, const struct soc
 
 /* syscall_trace_id: the first receive after a send (or ever) on this thread opens a new id;
  * sends carry the thread's current id, linking a server's response to its request. */
-static __always_inline void set_trace_id(struct sock_event *ev, struct thread_state *st, __u8 direction, __u32 fd) {
-  if (!st) return;
+static __always_inline __u64 trace_id_for(struct thread_state *st, __u8 direction, __u32 fd) {
+  if (!st) return 0;
   if (direction == SOCK_DIR_INGRESS) {
     if (st->last_direction != SOCK_DIR_INGRESS || st->trace_id == 0) {
       st->trace_id = next_trace_id();
@@ -355,7 +366,7 @@ static __always_inline void set_trace_id(struct sock_event *ev, struct thread_st
   } else {
     st->last_direction = SOCK_DIR_EGRESS;
   }
-  ev->trace_id = st->trace_id;
+  return st->trace_id;
 }
 
 /* ---- TLS: state shared with the syscall handlers ---- */
@@ -517,7 +528,7 @@ static __always_inline int enter_send(__u32 fd, __u64 buf, __u32 vlen, __u8 sys,
   return 0;
 }
 
-/* Copies up to `room` bytes at data[off]; returns the bytes copied. */
+/* Copies up to cap - off bytes of src to data[off]; returns the bytes copied. */
 static __always_inline __u32 copy_user(struct scratch *s, __u32 off, __u64 src, __u64 len, __u32 cap) {
   if (off >= cap || off >= SOCK_TRACE_MAX_CAP) return 0;
   __u64 n = len;
@@ -598,20 +609,27 @@ static __always_inline void submit_mmsg(struct scratch *s, __u64 vec, long ret, 
 }
 
 /* Reports the bytes a data syscall moved. `a` holds its arguments: remembered at the entry for a
- * send (whose timestamp is the entry's), read from the registers at the exit for a receive.
+ * send (whose timestamp is the entry's), read from the registers for a receive. `hook_sk` is the
+ * socket the sock/ tracepoint fired for (NULL at an mmsg syscall exit); it must be fd's own: a
+ * syscall on a file can send on a kernel socket of its own (an NFS RPC) in the caller's context.
  * `mmsg` is a constant at every call: only the sendmmsg/recvmmsg programs carry the per-message
  * loop, which made loading ten programs take 9 s of verification instead of 0.4 s. */
 static __always_inline int emit_io(long ret, const struct active_io *a, struct thread_state *st, struct task_struct *task,
-                                   const bool mmsg) {
+                                   struct sock *hook_sk, const bool mmsg) {
   __u64 key = fd_key(task->tgid, a->fd);
   struct sock_info *info = bpf_map_lookup_elem(&socket_info, &key);
   if (info && info->tls) return 0; /* ciphertext of a socket whose plaintext the uprobes report */
+  /* An entry for another socket is stale (the fd was reused without a close the tracer saw). */
+  if (info && hook_sk && info->sk != (__u64)hook_sk) info = NULL;
   /* A connected socket keeps its tuple: the cache spares the fd walk on the hot path (and still
    * holds the local port after TCP_CLOSE, which the kernel zeroes). Anything else is looked up
    * before the record is started, so that files, pipes and unix sockets end here. */
   bool cached = info && info->remote_port != 0 && info->local_port != 0;
-  struct sock *sk = cached ? NULL : inet_sock_of_fd(task, a->fd);
-  if (!cached && !sk) return 0;
+  struct sock *sk = NULL;
+  if (!cached) {
+    sk = inet_sock_of_fd(task, a->fd);
+    if (!sk || (hook_sk && (__u64)sk != (__u64)hook_sk)) return 0;
+  }
   struct scratch *s = scratch_for(SOCK_EVENT_DATA, task, a->fd);
   if (!s) return 0;
   struct sock_event *ev = &s->ev;
@@ -625,15 +643,14 @@ static __always_inline int emit_io(long ret, const struct active_io *a, struct t
       ev->socket_id = info->socket_id;
       ev->role = info->role;
     } else {
-      ev->socket_id = remember_socket(key, SOCK_ROLE_UNKNOWN, ev);
+      ev->socket_id = remember_socket(key, SOCK_ROLE_UNKNOWN, ev, sk);
       ev->role = SOCK_ROLE_UNKNOWN;
     }
   }
   ev->syscall = a->syscall;
   ev->direction = a->direction;
   ev->ts_ns = a->direction == SOCK_DIR_EGRESS ? a->ts_ns : bpf_ktime_get_ns();
-
-  set_trace_id(ev, st, a->direction, a->fd);
+  ev->trace_id = trace_id_for(st, a->direction, a->fd);
 
   struct sock_trace_config *cfg = get_config();
   __u32 cap = cfg ? cfg->cap_bytes : 0;
@@ -666,30 +683,66 @@ static __always_inline int emit_io(long ret, const struct active_io *a, struct t
   return 0;
 }
 
-/* A send's exit: the state must be this syscall's (an exit whose entry was not traced finds
- * another, or none). */
-static __always_inline int exit_send(long ret, __u8 sys, const bool mmsg) {
-  struct task_struct *task = bpf_get_current_task_btf();
+/* x86-64 syscall numbers, as pt_regs->orig_ax holds them. */
+#define NR_read 0
+#define NR_write 1
+#define NR_close 3
+#define NR_readv 19
+#define NR_writev 20
+#define NR_connect 42
+#define NR_accept 43
+#define NR_sendto 44
+#define NR_recvfrom 45
+#define NR_sendmsg 46
+#define NR_recvmsg 47
+#define NR_accept4 288
+#define NR_recvmmsg 299
+#define NR_sendmmsg 307
+
+#define TS_COMPAT 0x0002 /* thread_info.status: in a 32-bit syscall, whose numbers differ */
+
+static __always_inline bool compat_syscall(struct task_struct *task) {
+  return task->thread_info.status & TS_COMPAT;
+}
+
+/* A send's report, where its bytes are known: `sys` and `fd` name the syscall that moved them
+ * (0 when it is none of ours); it must be the one whose entry the thread's state remembers. */
+static __always_inline int report_send(long ret, __u8 sys, __u32 fd, struct task_struct *task, struct sock *sk) {
   struct thread_state *st = thread_state_get(task, false);
-  if (!st || sys == 0 || st->io.syscall != sys) return 0;
+  if (!st || sys == 0 || st->io.syscall != sys || st->io.fd != fd) return 0;
   struct active_io a = st->io;
   st->io.syscall = 0;
   if (ret <= 0) return 0;
-  return emit_io(ret, &a, st, task, mmsg);
+  return emit_io(ret, &a, st, task, sk, false);
+}
+
+/* The send a sock_send_length hit belongs to, when its entry was traced: the syscall and fd the
+ * registers name must be the ones the entry remembered (a sendfile or an io_uring send has no
+ * entry of ours; a sendmmsg is reported at its exit). */
+SEC("tp_btf/sock_send_length")
+int BPF_PROG(sock_sent, struct sock *sk, int ret, int flags) {
+  if (ret <= 0 || !is_inet_sock(sk)) return 0;
+  struct task_struct *task = bpf_get_current_task_btf();
+  if (compat_syscall(task)) return 0;
+  struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(task);
+  __u8 sys = 0;
+  switch (regs->orig_ax) {
+  case NR_write: sys = SYS_WRITE; break;
+  case NR_writev: sys = SYS_WRITEV; break;
+  case NR_sendto: sys = SYS_SENDTO; break;
+  case NR_sendmsg: sys = SYS_SENDMSG; break;
+  }
+  return report_send(ret, sys, (__u32)regs->di, task, sk);
 }
 
 /* A receive has no entry program: its arguments are still in the registers the syscall saved
- * (bpf_task_pt_regs), and it is stamped at the exit. That spares an event loop's receives a
- * tracepoint hit and a task-storage lookup at the entry, and receives that return nothing (EAGAIN)
- * cost one compare. x86-64 argument registers: di, si, dx, r10, r8, r9. */
-static __always_inline int exit_recv(long ret, __u8 sys, const bool mmsg) {
-  if (ret <= 0) return 0;
+ * (bpf_task_pt_regs), and it is stamped here, as the syscall returns. x86-64 argument registers:
+ * di, si, dx, r10, r8, r9. */
+static __always_inline int report_recv(long ret, __u8 sys, struct task_struct *task, struct pt_regs *regs, struct sock *sk, const bool mmsg) {
   struct sock_trace_config *cfg = get_config();
   if (!cfg) return 0;
-  struct task_struct *task = bpf_get_current_task_btf();
   struct thread_state *st = traced_thread_state(cfg, task);
   if (!st) return 0;
-  struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(task);
   struct active_io a = {
     .buf = regs->si, .fd = (__u32)regs->di, .syscall = sys, .direction = SOCK_DIR_INGRESS,
     .vlen = sys == SYS_READV ? (__u32)regs->dx : 0, .addr = sys == SYS_RECVFROM ? regs->r8 : 0,
@@ -697,7 +750,38 @@ static __always_inline int exit_recv(long ret, __u8 sys, const bool mmsg) {
   /* A read inside SSL_read is the ciphertext of the plaintext the uprobe reports: it names the
    * SSL's socket and is not reported itself. */
   if ((st->tls & TLS_IN_CALL) && cfg->tls_enabled && is_inet_socket(task, a.fd) && tls_claims_fd(task_pid_tgid(task), a.fd)) return 0;
-  return emit_io(ret, &a, st, task, mmsg);
+  return emit_io(ret, &a, st, task, sk, mmsg);
+}
+
+SEC("tp_btf/sock_recv_length")
+int BPF_PROG(sock_received, struct sock *sk, int ret, int flags) {
+  if (ret <= 0 || !is_inet_sock(sk)) return 0;
+  struct task_struct *task = bpf_get_current_task_btf();
+  struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(task);
+  __u8 sys = 0;
+  switch (regs->orig_ax) {
+  case NR_read: sys = SYS_READ; break;
+  case NR_readv: sys = SYS_READV; break;
+  }
+  if (sys == 0 || compat_syscall(task)) return 0;
+  return report_recv(ret, sys, task, regs, sk, false);
+}
+
+/* sendmmsg/recvmmsg: one report per syscall, at its exit, one event per message. */
+static __always_inline int exit_sendmmsg_common(long ret) {
+  struct task_struct *task = bpf_get_current_task_btf();
+  struct thread_state *st = thread_state_get(task, false);
+  if (!st || st->io.syscall != SYS_SENDMMSG) return 0;
+  struct active_io a = st->io;
+  st->io.syscall = 0;
+  if (ret <= 0) return 0;
+  return emit_io(ret, &a, st, task, NULL, true);
+}
+
+static __always_inline int exit_recvmmsg_common(long ret) {
+  if (ret <= 0) return 0;
+  struct task_struct *task = bpf_get_current_task_btf();
+  return report_recv(ret, SYS_RECVMMSG, task, (struct pt_regs *)bpf_task_pt_regs(task), NULL, true);
 }
 
 #define ARG(i) (ctx->args[i])
@@ -712,20 +796,42 @@ SEC("tracepoint/syscalls/sys_enter_sendmsg")
 int enter_sendmsg(struct trace_event_raw_sys_enter *ctx) { return enter_send(ARG(0), ARG(1), 0, SYS_SENDMSG, 0); }
 SEC("tracepoint/syscalls/sys_enter_sendmmsg")
 int enter_sendmmsg(struct trace_event_raw_sys_enter *ctx) { return enter_send(ARG(0), ARG(1), 0, SYS_SENDMMSG, 0); }
+SEC("tracepoint/syscalls/sys_exit_sendmmsg")
+int exit_sendmmsg(struct trace_event_raw_sys_exit *ctx) { return exit_sendmmsg_common(ctx->ret); }
+SEC("tracepoint/syscalls/sys_exit_recvmmsg")
+int exit_recvmmsg(struct trace_event_raw_sys_exit *ctx) { return exit_recvmmsg_common(ctx->ret); }
 
-#define EXIT_IO(name, how, sys, mmsg) \
+/* Kernels before 6.4 have no sock/sock_{send,recv}_length: there the loader attaches these to
+ * the syscall exits instead (every read and write of the host runs one, sockets or not). */
+static __always_inline int exit_send_io(long ret, __u8 sys) {
+  struct task_struct *task = bpf_get_current_task_btf();
+  struct thread_state *st = thread_state_get(task, false);
+  return st ? report_send(ret, sys, st->io.fd, task, NULL) : 0;
+}
+
+static __always_inline int exit_recv_io(long ret, __u8 sys) {
+  if (ret <= 0) return 0;
+  struct task_struct *task = bpf_get_current_task_btf();
+  return report_recv(ret, sys, task, (struct pt_regs *)bpf_task_pt_regs(task), NULL, false);
+}
+
+#define IO_EXIT(name, how, sys) \
   SEC("tracepoint/syscalls/sys_exit_" #name) \
-  int exit_##name(struct trace_event_raw_sys_exit *ctx) { return how(ctx->ret, sys, mmsg); }
-EXIT_IO(read, exit_recv, SYS_READ, false)
-EXIT_IO(write, exit_send, SYS_WRITE, false)
-EXIT_IO(readv, exit_recv, SYS_READV, false)
-EXIT_IO(writev, exit_send, SYS_WRITEV, false)
-EXIT_IO(sendto, exit_send, SYS_SENDTO, false)
-EXIT_IO(recvfrom, exit_recv, SYS_RECVFROM, false)
-EXIT_IO(sendmsg, exit_send, SYS_SENDMSG, false)
-EXIT_IO(recvmsg, exit_recv, SYS_RECVMSG, false)
-EXIT_IO(sendmmsg, exit_send, SYS_SENDMMSG, true)
-EXIT_IO(recvmmsg, exit_recv, SYS_RECVMMSG, true)
+  int io_exit_##name(struct trace_event_raw_sys_exit *ctx) { return how(ctx->ret, sys); }
+IO_EXIT(read, exit_recv_io, SYS_READ)
+IO_EXIT(write, exit_send_io, SYS_WRITE)
+IO_EXIT(readv, exit_recv_io, SYS_READV)
+IO_EXIT(writev, exit_send_io, SYS_WRITEV)
+IO_EXIT(sendto, exit_send_io, SYS_SENDTO)
+IO_EXIT(sendmsg, exit_send_io, SYS_SENDMSG)
+
+/* recvfrom and recvmsg always report at their exit: the kernel writes the peer's address to the
+ * caller's sockaddr after sock_recv_length, and an unconnected UDP socket has no other. Both take
+ * sockets only, so no file I/O pays for these. */
+SEC("tracepoint/syscalls/sys_exit_recvfrom")
+int exit_recvfrom(struct trace_event_raw_sys_exit *ctx) { return exit_recv_io(ctx->ret, SYS_RECVFROM); }
+SEC("tracepoint/syscalls/sys_exit_recvmsg")
+int exit_recvmsg(struct trace_event_raw_sys_exit *ctx) { return exit_recv_io(ctx->ret, SYS_RECVMSG); }
 
 /* ---- connection lifecycle ---- */
 
@@ -747,7 +853,7 @@ static __always_inline int emit_lifecycle(struct task_struct *task, __u8 kind, _
   struct scratch *s = scratch_for(kind, task, fd);
   if (!s) return 0;
   fill_tuple(&s->ev, sk);
-  s->ev.socket_id = remember_socket(key, role, &s->ev);
+  s->ev.socket_id = remember_socket(key, role, &s->ev, sk);
   s->ev.role = role;
   s->ev.syscall = sys;
   s->ev.ts_ns = ts;
@@ -824,34 +930,12 @@ SEC("tracepoint/syscalls/sys_enter_close")
 int enter_close(struct trace_event_raw_sys_enter *ctx) { return enter_close_common(ARG(0)); }
 
 /* ---- the same on raw_syscalls (tp_btf/sys_enter, sys_exit): one program per direction for
- * every syscall, filtered by number first. Cheaper than the syscalls/ tracepoints, which build a
- * perf record per call before running the program. x86-64 syscall numbers; the loader picks one
- * of the two sets (socket_trace.h: hook names). ---- */
-
-#define NR_read 0
-#define NR_write 1
-#define NR_close 3
-#define NR_readv 19
-#define NR_writev 20
-#define NR_connect 42
-#define NR_accept 43
-#define NR_sendto 44
-#define NR_recvfrom 45
-#define NR_sendmsg 46
-#define NR_recvmsg 47
-#define NR_accept4 288
-#define NR_recvmmsg 299
-#define NR_sendmmsg 307
-
-#define TS_COMPAT 0x0002 /* thread_info.status: in a 32-bit syscall, whose numbers differ */
-
-static __always_inline bool compat_syscall(void) {
-  return bpf_get_current_task_btf()->thread_info.status & TS_COMPAT;
-}
+ * every syscall, filtered by number first, in place of the syscalls/ programs above (the loader
+ * picks one of the two sets; the sock_ programs serve both). ---- */
 
 SEC("tp_btf/sys_enter")
 int BPF_PROG(raw_sys_enter, struct pt_regs *regs, long id) {
-  if (compat_syscall()) return 0; /* the syscalls/ tracepoints skip them too */
+  if (compat_syscall(bpf_get_current_task_btf())) return 0; /* the syscalls/ tracepoints skip them too */
   switch (id) {
   case NR_write: return enter_send(regs->di, regs->si, 0, SYS_WRITE, 0);
   case NR_writev: return enter_send(regs->di, regs->si, regs->dx, SYS_WRITEV, 0);
@@ -868,20 +952,25 @@ int BPF_PROG(raw_sys_enter, struct pt_regs *regs, long id) {
 
 SEC("tp_btf/sys_exit")
 int BPF_PROG(raw_sys_exit, struct pt_regs *regs, long ret) {
-  if (compat_syscall()) return 0;
-  switch (regs->orig_ax) {
-  case NR_read: return exit_recv(ret, SYS_READ, false);
-  case NR_write: return exit_send(ret, SYS_WRITE, false);
-  case NR_readv: return exit_recv(ret, SYS_READV, false);
-  case NR_writev: return exit_send(ret, SYS_WRITEV, false);
-  case NR_sendto: return exit_send(ret, SYS_SENDTO, false);
-  case NR_recvfrom: return exit_recv(ret, SYS_RECVFROM, false);
-  case NR_sendmsg: return exit_send(ret, SYS_SENDMSG, false);
-  case NR_recvmsg: return exit_recv(ret, SYS_RECVMSG, false);
-  case NR_sendmmsg: return exit_send(ret, SYS_SENDMMSG, true);
-  case NR_recvmmsg: return exit_recv(ret, SYS_RECVMMSG, true);
+  if (compat_syscall(bpf_get_current_task_btf())) return 0;
+  long nr = regs->orig_ax;
+  switch (nr) {
+  case NR_sendmmsg: return exit_sendmmsg_common(ret);
+  case NR_recvmmsg: return exit_recvmmsg_common(ret);
   case NR_connect: return exit_connect_common(ret);
   case NR_accept: case NR_accept4: return exit_accept_common(ret);
+  case NR_recvfrom: return exit_recv_io(ret, SYS_RECVFROM);
+  case NR_recvmsg: return exit_recv_io(ret, SYS_RECVMSG);
+  }
+  struct sock_trace_config *cfg = get_config();
+  if (!cfg || !cfg->exit_io) return 0; /* the sock_ programs report data */
+  switch (nr) {
+  case NR_read: return exit_recv_io(ret, SYS_READ);
+  case NR_write: return exit_send_io(ret, SYS_WRITE);
+  case NR_readv: return exit_recv_io(ret, SYS_READV);
+  case NR_writev: return exit_send_io(ret, SYS_WRITEV);
+  case NR_sendto: return exit_send_io(ret, SYS_SENDTO);
+  case NR_sendmsg: return exit_send_io(ret, SYS_SENDMSG);
   }
   return 0;
 }
@@ -950,7 +1039,7 @@ static __always_inline int tls_exit(struct pt_regs *ctx) {
     ev->direction = SOCK_DIR_EGRESS;
     ev->syscall = SYS_SSL_WRITE;
     ev->ts_ns = c.ts_ns;
-    set_trace_id(ev, st, SOCK_DIR_EGRESS, 0);
+    ev->trace_id = trace_id_for(st, SOCK_DIR_EGRESS, 0);
     struct sock_trace_config *cfg = get_config();
     __u32 cap = cfg ? cfg->cap_bytes : 0;
     if (cap > SOCK_TRACE_MAX_CAP) cap = SOCK_TRACE_MAX_CAP;
@@ -980,7 +1069,7 @@ static __always_inline int tls_exit(struct pt_regs *ctx) {
       ev->socket_id = info->socket_id;
       ev->role = info->role;
     } else {
-      ev->socket_id = remember_socket(key, SOCK_ROLE_UNKNOWN, ev);
+      ev->socket_id = remember_socket(key, SOCK_ROLE_UNKNOWN, ev, sk);
       ev->role = SOCK_ROLE_UNKNOWN;
     }
   }
@@ -990,7 +1079,7 @@ static __always_inline int tls_exit(struct pt_regs *ctx) {
   ev->direction = c.direction;
   ev->syscall = c.direction == SOCK_DIR_EGRESS ? SYS_SSL_WRITE : SYS_SSL_READ;
   ev->ts_ns = c.direction == SOCK_DIR_EGRESS ? c.ts_ns : bpf_ktime_get_ns();
-  set_trace_id(ev, st, c.direction, (__u32)fd);
+  ev->trace_id = trace_id_for(st, c.direction, (__u32)fd);
   struct sock_trace_config *cfg = get_config();
   __u32 cap = cfg ? cfg->cap_bytes : 0;
   if (cap > SOCK_TRACE_MAX_CAP) cap = SOCK_TRACE_MAX_CAP;
@@ -1029,7 +1118,7 @@ static __always_inline void complete_tls_pending(struct task_struct *task, __u32
       p->ev.socket_id = info->socket_id;
       p->ev.role = info->role;
     } else {
-      p->ev.socket_id = remember_socket(key, SOCK_ROLE_UNKNOWN, &p->ev);
+      p->ev.socket_id = remember_socket(key, SOCK_ROLE_UNKNOWN, &p->ev, sk);
       p->ev.role = SOCK_ROLE_UNKNOWN;
     }
   }

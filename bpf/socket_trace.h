@@ -74,6 +74,7 @@ struct sock_trace_config {
   __u32 wakeup_bytes; /* wake the reader only once this much is waiting (it also drains on a timer) */
   __u32 tls_enabled;  /* set once TLS uprobes are attached: until then skip the TLS lookups */
   __u32 filter_gen;   /* bumped (from 1) after each pid_filter change: threads re-read their verdict */
+  __u32 exit_io;      /* 1: the kernel lacks sock_{send,recv}_length, raw_sys_exit reports data */
 };
 
 #endif

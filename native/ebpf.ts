@@ -35,6 +35,12 @@ export interface EbpfSocketTracerOptions {
    * other syscall of the host (docs/benchmarks.md).
    */
   syscallHook?: 'raw' | 'tracepoints';
+  /**
+   * Report sends and receives from sock/sock_{send,recv}_length (Linux 6.4+; only socket I/O
+   * runs a program) when the kernel has them. false: from the syscall exits, as on older
+   * kernels (tests use it to cover that path). Default true.
+   */
+  sockHooks?: boolean;
 }
 
 /** Running totals kept by the eBPF programs (summed over CPUs) and the loader. */
@@ -82,6 +88,7 @@ interface NativeTracer {
   close(): void;
   ref(): void;
   unref(): void;
+  sockHooks(): boolean;
 }
 
 interface NativeAddon {
@@ -142,8 +149,16 @@ export interface EbpfError extends Error {
 export class EbpfSocketTracer {
   private closed = false;
 
+  /**
+   * Where sends and receives are reported: 'sock' (sock/ tracepoints) or 'syscall-exit' (kernels
+   * before 6.4, or when asked for).
+   */
+  readonly dataHook: 'sock' | 'syscall-exit';
+
   /** Where the syscall programs are attached: 'raw' only when asked for on x86-64. */
-  private constructor(private readonly native: NativeTracer, readonly syscallHook: 'raw' | 'tracepoints') {}
+  private constructor(private readonly native: NativeTracer, readonly syscallHook: 'raw' | 'tracepoints') {
+    this.dataHook = native.sockHooks() ? 'sock' : 'syscall-exit';
+  }
 
   /** Loads and attaches the programs; throws EbpfError (with the libbpf log tail) when the kernel refuses. */
   static open(opts: EbpfSocketTracerOptions = {}): EbpfSocketTracer {
@@ -161,6 +176,7 @@ export class EbpfSocketTracer {
       wakeupBytes: opts.wakeupBytes ?? Math.max(256 << 10, (opts.ringBytes ?? 8 << 20) >>> 2),
       flushIntervalMs: opts.flushIntervalMs ?? 10,
       rawSyscalls: hook === 'raw' ? 1 : 0,
+      sockHooks: opts.sockHooks === false ? 0 : 1,
     }), hook);
   }
 

@@ -26,6 +26,7 @@ struct TraceConfig {
   uint32_t wakeupBytes;
   uint32_t tlsEnabled;
   uint32_t filterGen;  // bumped after each pid_filter change; 0 is never used (fresh thread state)
+  uint32_t exitIo;     // raw_sys_exit reports data (no sock_ tracepoints on this kernel)
 };
 constexpr uint32_t kMaxCap = 8192;
 constexpr size_t kRecordPrefix = 8;     // u32 record size, u32 payload offset
@@ -51,6 +52,7 @@ Napi::Function EbpfSocketTracer::Define(Napi::Env env) {
                          InstanceMethod("close", &EbpfSocketTracer::Close),
                          InstanceMethod("ref", &EbpfSocketTracer::Ref),
                          InstanceMethod("unref", &EbpfSocketTracer::Unref),
+                         InstanceMethod("sockHooks", &EbpfSocketTracer::SockHooks),
                      });
 }
 
@@ -64,7 +66,13 @@ EbpfSocketTracer::EbpfSocketTracer(const Napi::CallbackInfo& info)
   uint32_t ringBytes = OptU32(o, "ringBytes", 8u << 20);
   uint32_t socketEntries = OptU32(o, "socketMapEntries", 65536);
   uint32_t wakeupBytes = OptU32(o, "wakeupBytes", 256u << 10);
-  TraceConfig cfg{std::min(OptU32(o, "capBytes", 4096), kMaxCap), OptU32(o, "pidMode", 0), wakeupBytes, 0, 1};
+  // Sends and receives are reported from sock/sock_{send,recv}_length (Linux 6.4+), which only
+  // sockets reach; without them, from the syscall exits. sockHooks: 0 forces the exits (tests).
+  sockHooks_ = OptU32(o, "sockHooks", 1) != 0 &&
+               libbpf_find_vmlinux_btf_id("sock_send_length", BPF_TRACE_RAW_TP) > 0 &&
+               libbpf_find_vmlinux_btf_id("sock_recv_length", BPF_TRACE_RAW_TP) > 0;
+  TraceConfig cfg{std::min(OptU32(o, "capBytes", 4096), kMaxCap), OptU32(o, "pidMode", 0), wakeupBytes, 0, 1,
+                  sockHooks_ ? 0u : 1u};
   flushMs_ = std::max<uint32_t>(OptU32(o, "flushIntervalMs", 10), 1);
   // One delivery buffer: the records' headers, then their captured bytes (payload area of
   // batchBytes; header room for about one 112 B entry per 900 payload bytes, at least 1024).
@@ -91,15 +99,20 @@ EbpfSocketTracer::EbpfSocketTracer(const Napi::CallbackInfo& info)
   bpf_map__set_max_entries(events, ring);
   bpf_map__set_max_entries(socketInfo, socketEntries);
   // Two sets of syscall programs: raw_sys_enter/raw_sys_exit on the raw_syscalls tracepoints
-  // (cheaper, x86-64 numbers) or one program per syscalls/ tracepoint. Load only the chosen set.
+  // (x86-64 numbers) or one program per syscalls/ tracepoint. Load only the chosen set; the
+  // sock_ programs (where sends and receives are reported) serve both, and the io_exit_ ones
+  // (the same from syscalls/ exits) stand in for them on kernels without the sock_ tracepoints.
   bool rawSyscalls = OptU32(o, "rawSyscalls", 1) != 0;
   {
     bpf_program* prog;
     bpf_object__for_each_program(prog, obj_) {
       const char* name = bpf_program__name(prog);
       if (strncmp(name, "tls_", 4) == 0) continue;
-      bool raw = strncmp(name, "raw_", 4) == 0;
-      bpf_program__set_autoload(prog, raw == rawSyscalls);
+      bool load;
+      if (strncmp(name, "sock_", 5) == 0) load = sockHooks_;
+      else if (strncmp(name, "io_exit_", 8) == 0) load = !sockHooks_ && !rawSyscalls;
+      else load = (strncmp(name, "raw_", 4) == 0) == rawSyscalls;
+      bpf_program__set_autoload(prog, load);
     }
   }
   int err = LoadBpfObject(obj_);
@@ -444,6 +457,11 @@ Napi::Value EbpfSocketTracer::Close(const Napi::CallbackInfo& info) {
     if (started_) Napi::ObjectWrap<EbpfSocketTracer>::Unref();
   }
   return info.Env().Undefined();
+}
+
+// Whether sends and receives come from the sock_ tracepoints (else from the syscall exits).
+Napi::Value EbpfSocketTracer::SockHooks(const Napi::CallbackInfo& info) {
+  return Napi::Boolean::New(info.Env(), sockHooks_);
 }
 
 Napi::Value EbpfSocketTracer::Ref(const Napi::CallbackInfo& info) {

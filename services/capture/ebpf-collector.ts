@@ -37,6 +37,8 @@ export interface EbpfCollectorConfig {
   tlsPaths?: string[];
   /** Syscall hook (see EbpfSocketTracerOptions.syscallHook); default 'tracepoints'. */
   syscallHook?: 'raw' | 'tracepoints';
+  /** Data from the sock/ tracepoints when the kernel has them (see EbpfSocketTracerOptions.sockHooks). Default true. */
+  sockHooks?: boolean;
 }
 
 /**
@@ -93,6 +95,7 @@ export class EbpfCollector {
         pidMode: include.length > 0 ? 'include' : 'exclude',
         pids: include.length > 0 ? include : exclude,
         syscallHook: config.syscallHook,
+        sockHooks: config.sockHooks,
       });
     } catch (err) {
       const e = err as Error & { code?: string };
@@ -100,7 +103,8 @@ export class EbpfCollector {
       return new EbpfCollector({ available: false, message: `eBPF unavailable (${e.code ?? 'load_failed'}: ${first}): running packet-only` }, undefined, sink, rows);
     }
     const hook = tracer.syscallHook === 'raw' ? 'raw_syscalls through tp_btf' : 'syscalls/ tracepoints';
-    const collector = new EbpfCollector({ available: true, message: `eBPF socket tracer attached (${hook})` }, tracer, sink, rows);
+    const data = tracer.dataHook === 'sock' ? 'data from sock/ tracepoints' : 'data at syscall exits';
+    const collector = new EbpfCollector({ available: true, message: `eBPF socket tracer attached (${hook}, ${data})` }, tracer, sink, rows);
     if (include.length > 0) for (const pid of exclude) collector.decoder.excludePid(pid);
     if (config.processNames && config.processNames.length > 0) collector.decoder.onlyComms(config.processNames);
     tracer.onBatch((records, _count, headerBytes, payloadStart) => collector.onRecords(records, headerBytes, payloadStart));

@@ -17,7 +17,7 @@ const curlAndPython = async (t: ExecutionContext, hook: 'tracepoints' | 'raw'): 
   // The tracer is attached once the packet-only gauge reads 0.
   t.true(await agent.waitTraced(), `the socket tracer is attached: ${agent.stderr()}`);
   const where = hook === 'raw' && process.arch === 'x64' ? 'raw_syscalls through tp_btf' : 'syscalls/ tracepoints';
-  t.true(agent.stderr('capture').includes(`eBPF socket tracer attached (${where})`), `ebpf.syscall_hook ${hook} reaches the loader: ${agent.stderr('capture')}`);
+  t.true(agent.stderr('capture').includes(`eBPF socket tracer attached (${where}, data from sock/ tracepoints)`), `ebpf.syscall_hook ${hook} reaches the loader: ${agent.stderr('capture')}`);
   await sleep(1500);
   const paths = ['/README.md', '/package.json', '/no-such-file'];
   const curlPids: number[] = [];
