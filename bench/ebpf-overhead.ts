@@ -17,6 +17,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { EbpfCollector, EbpfCollectorConfig } from '../services/capture/ebpf-collector';
+import { medianCi } from './stats';
 
 const SERVER = `
   const http = require('http');
@@ -42,6 +43,11 @@ export interface OverheadResult {
    */
   pairedLossPercent: number[];
   pairedLossMedian: number;
+  /**
+   * Distribution-free confidence interval of that median (order statistics of the paired losses,
+   * from the binomial distribution): what the host's noise allows one to say about the loss.
+   */
+  pairedLossCi: { level: number; low: number; high: number };
   eventsPerRun: number[];
   lost: number;
   /** CPU the collector (this process: ring drain, decode, batching) used per run, in % of one core. */
@@ -121,13 +127,14 @@ function wrk(port: number, seconds: number): number {
 
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
+
 export async function measureEbpfOverhead(seconds = 5, rounds = 3, hook: 'raw' | 'tracepoints' = 'tracepoints'): Promise<OverheadResult> {
   const server: ChildProcess = spawn(process.execPath, ['-e', SERVER], { stdio: ['ignore', 'pipe', 'inherit'] });
   try {
     const port = await new Promise<number>((resolve) => server.stdout!.once('data', (d) => resolve(Number(String(d).trim()))));
     wrk(port, 1); // warm-up
     const result: OverheadResult = {
-      hook, withoutRps: [], withRps: [], withoutUsPerRequest: [], withUsPerRequest: [], load: [], lossPercent: 0, pairedLossPercent: [], pairedLossMedian: 0,
+      hook, withoutRps: [], withRps: [], withoutUsPerRequest: [], withUsPerRequest: [], load: [], lossPercent: 0, pairedLossPercent: [], pairedLossMedian: 0, pairedLossCi: { level: 0, low: NaN, high: NaN },
       eventsPerRun: [], lost: 0, collectorCpuPercent: [], collectorUsPerEvent: [], bpfStats: {}, bpfNsPerEvent: 0,
     };
     let bpfNs = 0;
@@ -174,6 +181,7 @@ export async function measureEbpfOverhead(seconds = 5, rounds = 3, hook: 'raw' |
     result.lossPercent = 100 * (1 - median(result.withRps) / median(result.withoutRps));
     result.pairedLossPercent = result.withRps.map((w, i) => 100 * (1 - w / result.withoutRps[i]));
     result.pairedLossMedian = median(result.pairedLossPercent);
+    result.pairedLossCi = medianCi(result.pairedLossPercent);
     result.bpfNsPerEvent = bpfEvents > 0 ? bpfNs / bpfEvents : 0;
     return result;
   } finally {
@@ -287,9 +295,13 @@ if (require.main === module && process.argv[2] === 'fileio') {
     console.log(`ebpf overhead (${hook} hook): wrk -t1 -c32 ${seconds}s x ${rounds}, Node http server, 512 B responses, loopback`);
     console.log(`  without tracer: ${r.withoutRps.map(fmt).join(', ')} req/s (median ${fmt(median(r.withoutRps))})`);
     console.log(`  with tracer:    ${r.withRps.map(fmt).join(', ')} req/s (median ${fmt(median(r.withRps))})`);
-    console.log(`  loss: ${r.lossPercent.toFixed(1)} % (medians); per round ${r.pairedLossPercent.map((x) => x.toFixed(1)).join(', ')} %, median ${r.pairedLossMedian.toFixed(1)} %`);
+    console.log(`  loss: ${r.lossPercent.toFixed(1)} % (medians); per round ${r.pairedLossPercent.map((x) => x.toFixed(1)).join(', ')} %, median ${r.pairedLossMedian.toFixed(1)} %`
+      + ` (${Math.round(100 * r.pairedLossCi.level)} % CI ${r.pairedLossCi.low.toFixed(1)} – ${r.pairedLossCi.high.toFixed(1)} %)`);
     console.log(`  events per run: ${r.eventsPerRun.map(fmt).join(', ')}  lost: ${r.lost}`);
-    console.log(`  server+wrk CPU per request: without ${r.withoutUsPerRequest.map((x) => x.toFixed(1)).join(', ')} µs, with ${r.withUsPerRequest.map((x) => x.toFixed(1)).join(', ')} µs (median +${(100 * (median(r.withUsPerRequest) / median(r.withoutUsPerRequest) - 1)).toFixed(1)} %)  load ${r.load.join(', ')}`);
+    const cpuIncrease = r.withUsPerRequest.map((w, i) => 100 * (w / r.withoutUsPerRequest[i] - 1));
+    const cpuCi = medianCi(cpuIncrease);
+    console.log(`  server+wrk CPU per request: without ${r.withoutUsPerRequest.map((x) => x.toFixed(1)).join(', ')} µs, with ${r.withUsPerRequest.map((x) => x.toFixed(1)).join(', ')} µs (median +${(100 * (median(r.withUsPerRequest) / median(r.withoutUsPerRequest) - 1)).toFixed(1)} %;`
+      + ` per round median +${median(cpuIncrease).toFixed(1)} %, ${Math.round(100 * cpuCi.level)} % CI ${cpuCi.low.toFixed(1)} – ${cpuCi.high.toFixed(1)} %)  load ${r.load.join(', ')}`);
     if (r.bpfNsPerEvent > 0) {
       const busy = Object.entries(r.bpfStats).filter(([, v]) => v.runs > 0).sort(([a], [b]) => a.localeCompare(b));
       console.log(`  bpf_stats ns per run: ${busy.map(([n, v]) => `${n} ${Math.round(v.runNs / v.runs)} (${fmt(v.runs)})`).join(', ')}`);
