@@ -707,13 +707,13 @@ static __always_inline bool compat_syscall(struct task_struct *task) {
 
 /* A send's report, where its bytes are known: `sys` and `fd` name the syscall that moved them
  * (0 when it is none of ours); it must be the one whose entry the thread's state remembers. */
-static __always_inline int report_send(long ret, __u8 sys, __u32 fd, struct task_struct *task, struct sock *sk) {
+static __always_inline int report_send(long ret, __u8 sys, __u32 fd, struct task_struct *task, struct sock *sk, const bool mmsg) {
   struct thread_state *st = thread_state_get(task, false);
   if (!st || sys == 0 || st->io.syscall != sys || st->io.fd != fd) return 0;
   struct active_io a = st->io;
   st->io.syscall = 0;
   if (ret <= 0) return 0;
-  return emit_io(ret, &a, st, task, sk, false);
+  return emit_io(ret, &a, st, task, sk, mmsg);
 }
 
 /* The send a sock_send_length hit belongs to, when its entry was traced: the syscall and fd the
@@ -732,7 +732,7 @@ int BPF_PROG(sock_sent, struct sock *sk, int ret, int flags) {
   case NR_sendto: sys = SYS_SENDTO; break;
   case NR_sendmsg: sys = SYS_SENDMSG; break;
   }
-  return report_send(ret, sys, (__u32)regs->di, task, sk);
+  return report_send(ret, sys, (__u32)regs->di, task, sk, false);
 }
 
 /* A receive has no entry program: its arguments are still in the registers the syscall saved
@@ -767,21 +767,18 @@ int BPF_PROG(sock_received, struct sock *sk, int ret, int flags) {
   return report_recv(ret, sys, task, regs, sk, false);
 }
 
-/* sendmmsg/recvmmsg: one report per syscall, at its exit, one event per message. */
-static __always_inline int exit_sendmmsg_common(long ret) {
+/* Reports at a syscall exit: recvfrom, recvmsg and the mmsg calls (one report per syscall, one
+ * event per message) always, the other data syscalls on kernels without the sock/ tracepoints. */
+static __always_inline int exit_send_io(long ret, __u8 sys, const bool mmsg) {
   struct task_struct *task = bpf_get_current_task_btf();
   struct thread_state *st = thread_state_get(task, false);
-  if (!st || st->io.syscall != SYS_SENDMMSG) return 0;
-  struct active_io a = st->io;
-  st->io.syscall = 0;
-  if (ret <= 0) return 0;
-  return emit_io(ret, &a, st, task, NULL, true);
+  return st ? report_send(ret, sys, st->io.fd, task, NULL, mmsg) : 0;
 }
 
-static __always_inline int exit_recvmmsg_common(long ret) {
+static __always_inline int exit_recv_io(long ret, __u8 sys, const bool mmsg) {
   if (ret <= 0) return 0;
   struct task_struct *task = bpf_get_current_task_btf();
-  return report_recv(ret, SYS_RECVMMSG, task, (struct pt_regs *)bpf_task_pt_regs(task), NULL, true);
+  return report_recv(ret, sys, task, (struct pt_regs *)bpf_task_pt_regs(task), NULL, mmsg);
 }
 
 #define ARG(i) (ctx->args[i])
@@ -797,27 +794,15 @@ int enter_sendmsg(struct trace_event_raw_sys_enter *ctx) { return enter_send(ARG
 SEC("tracepoint/syscalls/sys_enter_sendmmsg")
 int enter_sendmmsg(struct trace_event_raw_sys_enter *ctx) { return enter_send(ARG(0), ARG(1), 0, SYS_SENDMMSG, 0); }
 SEC("tracepoint/syscalls/sys_exit_sendmmsg")
-int exit_sendmmsg(struct trace_event_raw_sys_exit *ctx) { return exit_sendmmsg_common(ctx->ret); }
+int exit_sendmmsg(struct trace_event_raw_sys_exit *ctx) { return exit_send_io(ctx->ret, SYS_SENDMMSG, true); }
 SEC("tracepoint/syscalls/sys_exit_recvmmsg")
-int exit_recvmmsg(struct trace_event_raw_sys_exit *ctx) { return exit_recvmmsg_common(ctx->ret); }
+int exit_recvmmsg(struct trace_event_raw_sys_exit *ctx) { return exit_recv_io(ctx->ret, SYS_RECVMMSG, true); }
 
 /* Kernels before 6.4 have no sock/sock_{send,recv}_length: there the loader attaches these to
  * the syscall exits instead (every read and write of the host runs one, sockets or not). */
-static __always_inline int exit_send_io(long ret, __u8 sys) {
-  struct task_struct *task = bpf_get_current_task_btf();
-  struct thread_state *st = thread_state_get(task, false);
-  return st ? report_send(ret, sys, st->io.fd, task, NULL) : 0;
-}
-
-static __always_inline int exit_recv_io(long ret, __u8 sys) {
-  if (ret <= 0) return 0;
-  struct task_struct *task = bpf_get_current_task_btf();
-  return report_recv(ret, sys, task, (struct pt_regs *)bpf_task_pt_regs(task), NULL, false);
-}
-
 #define IO_EXIT(name, how, sys) \
   SEC("tracepoint/syscalls/sys_exit_" #name) \
-  int io_exit_##name(struct trace_event_raw_sys_exit *ctx) { return how(ctx->ret, sys); }
+  int io_exit_##name(struct trace_event_raw_sys_exit *ctx) { return how(ctx->ret, sys, false); }
 IO_EXIT(read, exit_recv_io, SYS_READ)
 IO_EXIT(write, exit_send_io, SYS_WRITE)
 IO_EXIT(readv, exit_recv_io, SYS_READV)
@@ -829,9 +814,9 @@ IO_EXIT(sendmsg, exit_send_io, SYS_SENDMSG)
  * caller's sockaddr after sock_recv_length, and an unconnected UDP socket has no other. Both take
  * sockets only, so no file I/O pays for these. */
 SEC("tracepoint/syscalls/sys_exit_recvfrom")
-int exit_recvfrom(struct trace_event_raw_sys_exit *ctx) { return exit_recv_io(ctx->ret, SYS_RECVFROM); }
+int exit_recvfrom(struct trace_event_raw_sys_exit *ctx) { return exit_recv_io(ctx->ret, SYS_RECVFROM, false); }
 SEC("tracepoint/syscalls/sys_exit_recvmsg")
-int exit_recvmsg(struct trace_event_raw_sys_exit *ctx) { return exit_recv_io(ctx->ret, SYS_RECVMSG); }
+int exit_recvmsg(struct trace_event_raw_sys_exit *ctx) { return exit_recv_io(ctx->ret, SYS_RECVMSG, false); }
 
 /* ---- connection lifecycle ---- */
 
@@ -955,22 +940,22 @@ int BPF_PROG(raw_sys_exit, struct pt_regs *regs, long ret) {
   if (compat_syscall(bpf_get_current_task_btf())) return 0;
   long nr = regs->orig_ax;
   switch (nr) {
-  case NR_sendmmsg: return exit_sendmmsg_common(ret);
-  case NR_recvmmsg: return exit_recvmmsg_common(ret);
+  case NR_sendmmsg: return exit_send_io(ret, SYS_SENDMMSG, true);
+  case NR_recvmmsg: return exit_recv_io(ret, SYS_RECVMMSG, true);
   case NR_connect: return exit_connect_common(ret);
   case NR_accept: case NR_accept4: return exit_accept_common(ret);
-  case NR_recvfrom: return exit_recv_io(ret, SYS_RECVFROM);
-  case NR_recvmsg: return exit_recv_io(ret, SYS_RECVMSG);
+  case NR_recvfrom: return exit_recv_io(ret, SYS_RECVFROM, false);
+  case NR_recvmsg: return exit_recv_io(ret, SYS_RECVMSG, false);
   }
   struct sock_trace_config *cfg = get_config();
   if (!cfg || !cfg->exit_io) return 0; /* the sock_ programs report data */
   switch (nr) {
-  case NR_read: return exit_recv_io(ret, SYS_READ);
-  case NR_write: return exit_send_io(ret, SYS_WRITE);
-  case NR_readv: return exit_recv_io(ret, SYS_READV);
-  case NR_writev: return exit_send_io(ret, SYS_WRITEV);
-  case NR_sendto: return exit_send_io(ret, SYS_SENDTO);
-  case NR_sendmsg: return exit_send_io(ret, SYS_SENDMSG);
+  case NR_read: return exit_recv_io(ret, SYS_READ, false);
+  case NR_write: return exit_send_io(ret, SYS_WRITE, false);
+  case NR_readv: return exit_recv_io(ret, SYS_READV, false);
+  case NR_writev: return exit_send_io(ret, SYS_WRITEV, false);
+  case NR_sendto: return exit_send_io(ret, SYS_SENDTO, false);
+  case NR_sendmsg: return exit_send_io(ret, SYS_SENDMSG, false);
   }
   return 0;
 }
