@@ -111,7 +111,8 @@ export interface Config {
      * Where the socket tracer hooks syscalls. tracepoints: the syscalls/ tracepoint of each traced
      * syscall. raw: raw_syscalls through tp_btf (x86-64; elsewhere tracepoints), which skips the
      * tracepoints' per-hit record but runs its programs on every syscall of the host
-     * (docs/benchmarks.md: no consistent difference on socket I/O, a little cheaper on file I/O).
+     * (docs/benchmarks.md: no cheaper on socket or file I/O since sends and receives are reported
+     * from the sock/ tracepoints, which both settings use).
      */
     syscall_hook: 'tracepoints' | 'raw';
     /** Payload bytes captured per syscall (at most 8192). */

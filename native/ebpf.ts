@@ -31,8 +31,8 @@ export interface EbpfSocketTracerOptions {
    * Where the syscall programs attach: 'raw' (raw_syscalls sys_enter/sys_exit through tp_btf,
    * one program each, filtered by syscall number; x86-64 only) or 'tracepoints' (one program per
    * syscalls/sys_{enter,exit}_* tracepoint). Default 'tracepoints': measured on this VM, 'raw'
-   * saved about 3 % of the added cost per socket syscall but doubled the cost added to every
-   * other syscall of the host (docs/benchmarks.md).
+   * is no cheaper on socket or file I/O and adds a program run to every other syscall of the
+   * host (docs/benchmarks.md).
    */
   syscallHook?: 'raw' | 'tracepoints';
   /**
