@@ -1,6 +1,7 @@
 #include "ebpf_socket_tracer.h"
 
 #include <bpf/bpf.h>
+#include <bpf/btf.h>
 #include <bpf/libbpf.h>
 #include <errno.h>
 #include <string.h>
@@ -38,6 +39,17 @@ uint32_t OptU32(const Napi::Object& o, const char* key, uint32_t dflt) {
   return o.Get(key).As<Napi::Number>().Uint32Value();
 }
 
+// Whether the kernel has sock/sock_send_length and sock/sock_recv_length (Linux 6.4+), from its
+// BTF. One parse of vmlinux BTF (about 12 ms here): libbpf_find_vmlinux_btf_id parses it per call.
+bool KernelHasSockLengthTracepoints() {
+  struct btf* vmlinux = btf__load_vmlinux_btf();
+  if (vmlinux == nullptr) return false;
+  bool has = btf__find_by_name_kind(vmlinux, "btf_trace_sock_send_length", BTF_KIND_TYPEDEF) > 0 &&
+             btf__find_by_name_kind(vmlinux, "btf_trace_sock_recv_length", BTF_KIND_TYPEDEF) > 0;
+  btf__free(vmlinux);
+  return has;
+}
+
 }  // namespace
 
 Napi::Function EbpfSocketTracer::Define(Napi::Env env) {
@@ -68,9 +80,7 @@ EbpfSocketTracer::EbpfSocketTracer(const Napi::CallbackInfo& info)
   uint32_t wakeupBytes = OptU32(o, "wakeupBytes", 256u << 10);
   // Sends and receives are reported from sock/sock_{send,recv}_length (Linux 6.4+), which only
   // sockets reach; without them, from the syscall exits. sockHooks: 0 forces the exits (tests).
-  sockHooks_ = OptU32(o, "sockHooks", 1) != 0 &&
-               libbpf_find_vmlinux_btf_id("sock_send_length", BPF_TRACE_RAW_TP) > 0 &&
-               libbpf_find_vmlinux_btf_id("sock_recv_length", BPF_TRACE_RAW_TP) > 0;
+  sockHooks_ = OptU32(o, "sockHooks", 1) != 0 && KernelHasSockLengthTracepoints();
   TraceConfig cfg{std::min(OptU32(o, "capBytes", 4096), kMaxCap), OptU32(o, "pidMode", 0), wakeupBytes, 0, 1,
                   sockHooks_ ? 0u : 1u};
   flushMs_ = std::max<uint32_t>(OptU32(o, "flushIntervalMs", 10), 1);
