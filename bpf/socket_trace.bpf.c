@@ -282,8 +282,11 @@ static __always_inline void fill_tuple(struct sock_event *ev, struct sock *sk) {
   }
 }
 
-/* Starts a record: what every event says of its process and fd. */
-static __always_inline void init_event(struct sock_event *ev, __u8 kind, struct task_struct *task, __u32 fd) {
+static __always_inline struct scratch *scratch_for(__u8 kind, struct task_struct *task, __u32 fd) {
+  __u32 zero = 0;
+  struct scratch *s = bpf_map_lookup_elem(&scratch, &zero);
+  if (!s) return NULL;
+  struct sock_event *ev = &s->ev;
   ev->kind = kind;
   ev->pid = task->tgid;
   ev->tid = task->pid;
@@ -297,13 +300,6 @@ static __always_inline void init_event(struct sock_event *ev, __u8 kind, struct 
   /* The process's name (its main thread's comm), as process_kname: worker threads rename
    * themselves. Read through the BTF task pointer: plain loads, no probe-read helpers. */
   __builtin_memcpy(ev->comm, task->group_leader->comm, sizeof(ev->comm));
-}
-
-/* This CPU's scratch record, started. */
-static __always_inline struct scratch *scratch_for(__u8 kind, struct task_struct *task, __u32 fd) {
-  __u32 zero = 0;
-  struct scratch *s = bpf_map_lookup_elem(&scratch, &zero);
-  if (s) init_event(&s->ev, kind, task, fd);
   return s;
 }
 
@@ -355,8 +351,8 @@ static __always_inline void cached_tuple(struct sock_event *ev, const struct soc
 
 /* syscall_trace_id: the first receive after a send (or ever) on this thread opens a new id;
  * sends carry the thread's current id, linking a server's response to its request. */
-static __always_inline __u64 trace_id_for(struct thread_state *st, __u8 direction, __u32 fd) {
-  if (!st) return 0;
+static __always_inline void set_trace_id(struct sock_event *ev, struct thread_state *st, __u8 direction, __u32 fd) {
+  if (!st) return;
   if (direction == SOCK_DIR_INGRESS) {
     if (st->last_direction != SOCK_DIR_INGRESS || st->trace_id == 0) {
       st->trace_id = next_trace_id();
@@ -366,7 +362,7 @@ static __always_inline __u64 trace_id_for(struct thread_state *st, __u8 directio
   } else {
     st->last_direction = SOCK_DIR_EGRESS;
   }
-  return st->trace_id;
+  ev->trace_id = st->trace_id;
 }
 
 /* ---- TLS: state shared with the syscall handlers ---- */
@@ -650,7 +646,8 @@ static __always_inline int emit_io(long ret, const struct active_io *a, struct t
   ev->syscall = a->syscall;
   ev->direction = a->direction;
   ev->ts_ns = a->direction == SOCK_DIR_EGRESS ? a->ts_ns : bpf_ktime_get_ns();
-  ev->trace_id = trace_id_for(st, a->direction, a->fd);
+
+  set_trace_id(ev, st, a->direction, a->fd);
 
   struct sock_trace_config *cfg = get_config();
   __u32 cap = cfg ? cfg->cap_bytes : 0;
@@ -1024,7 +1021,7 @@ static __always_inline int tls_exit(struct pt_regs *ctx) {
     ev->direction = SOCK_DIR_EGRESS;
     ev->syscall = SYS_SSL_WRITE;
     ev->ts_ns = c.ts_ns;
-    ev->trace_id = trace_id_for(st, SOCK_DIR_EGRESS, 0);
+    set_trace_id(ev, st, SOCK_DIR_EGRESS, 0);
     struct sock_trace_config *cfg = get_config();
     __u32 cap = cfg ? cfg->cap_bytes : 0;
     if (cap > SOCK_TRACE_MAX_CAP) cap = SOCK_TRACE_MAX_CAP;
@@ -1064,7 +1061,7 @@ static __always_inline int tls_exit(struct pt_regs *ctx) {
   ev->direction = c.direction;
   ev->syscall = c.direction == SOCK_DIR_EGRESS ? SYS_SSL_WRITE : SYS_SSL_READ;
   ev->ts_ns = c.direction == SOCK_DIR_EGRESS ? c.ts_ns : bpf_ktime_get_ns();
-  ev->trace_id = trace_id_for(st, c.direction, (__u32)fd);
+  set_trace_id(ev, st, c.direction, (__u32)fd);
   struct sock_trace_config *cfg = get_config();
   __u32 cap = cfg ? cfg->cap_bytes : 0;
   if (cap > SOCK_TRACE_MAX_CAP) cap = SOCK_TRACE_MAX_CAP;
