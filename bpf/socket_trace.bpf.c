@@ -349,6 +349,32 @@ static __always_inline void cached_tuple(struct sock_event *ev, const struct soc
   __builtin_memcpy(ev->remote_addr, info->remote_addr, 16);
 }
 
+/* The entry holds a connected socket's tuple: no need to read the socket. */
+static __always_inline bool knows_tuple(const struct sock_info *info) {
+  return info && info->remote_port != 0 && info->local_port != 0;
+}
+
+/* ev's socket_id, role and tuple. sk NULL: all from the fd's entry `info` (knows_tuple). Else the
+ * tuple from sk, with the entry's id and role if there is one, or the socket remembered now (key:
+ * its fd_key) with an unknown role. */
+static __always_inline void describe_socket(struct sock_event *ev, const struct sock_info *info, struct sock *sk, __u64 key) {
+  if (!sk) {
+    if (!info) return;
+    ev->socket_id = info->socket_id;
+    ev->role = info->role;
+    cached_tuple(ev, info);
+    return;
+  }
+  fill_tuple(ev, sk);
+  if (info) {
+    ev->socket_id = info->socket_id;
+    ev->role = info->role;
+  } else {
+    ev->socket_id = remember_socket(key, SOCK_ROLE_UNKNOWN, ev, sk);
+    ev->role = SOCK_ROLE_UNKNOWN;
+  }
+}
+
 /* syscall_trace_id: the first receive after a send (or ever) on this thread opens a new id;
  * sends carry the thread's current id, linking a server's response to its request. */
 static __always_inline void set_trace_id(struct sock_event *ev, struct thread_state *st, __u8 direction, __u32 fd) {
@@ -620,29 +646,15 @@ static __always_inline int emit_io(long ret, const struct active_io *a, struct t
   /* A connected socket keeps its tuple: the cache spares the fd walk on the hot path (and still
    * holds the local port after TCP_CLOSE, which the kernel zeroes). Anything else is looked up
    * before the record is started, so that files, pipes and unix sockets end here. */
-  bool cached = info && info->remote_port != 0 && info->local_port != 0;
   struct sock *sk = NULL;
-  if (!cached) {
+  if (!knows_tuple(info)) {
     sk = inet_sock_of_fd(task, a->fd);
     if (!sk || (hook_sk && (__u64)sk != (__u64)hook_sk)) return 0;
   }
   struct scratch *s = scratch_for(SOCK_EVENT_DATA, task, a->fd);
   if (!s) return 0;
   struct sock_event *ev = &s->ev;
-  if (cached) {
-    ev->socket_id = info->socket_id;
-    ev->role = info->role;
-    cached_tuple(ev, info);
-  } else {
-    fill_tuple(ev, sk);
-    if (info) {
-      ev->socket_id = info->socket_id;
-      ev->role = info->role;
-    } else {
-      ev->socket_id = remember_socket(key, SOCK_ROLE_UNKNOWN, ev, sk);
-      ev->role = SOCK_ROLE_UNKNOWN;
-    }
-  }
+  describe_socket(ev, info, sk, key);
   ev->syscall = a->syscall;
   ev->direction = a->direction;
   ev->ts_ns = a->direction == SOCK_DIR_EGRESS ? a->ts_ns : bpf_ktime_get_ns();
@@ -1036,25 +1048,15 @@ static __always_inline int tls_exit(struct pt_regs *ctx) {
   struct sock_event *ev = &s->ev;
   __u64 key = fd_key(tgid, (__u32)fd);
   struct sock_info *info = bpf_map_lookup_elem(&socket_info, &key);
-  if (info && info->remote_port != 0 && info->local_port != 0) {
-    ev->socket_id = info->socket_id;
-    ev->role = info->role;
-    cached_tuple(ev, info);
-  } else {
-    struct sock *sk = inet_sock_of_fd(task, (__u32)fd);
+  struct sock *sk = NULL;
+  if (!knows_tuple(info)) {
+    sk = inet_sock_of_fd(task, (__u32)fd);
     if (!sk) {
       count(CNT_TLS_NO_FD);
       return 0;
     }
-    fill_tuple(ev, sk);
-    if (info) {
-      ev->socket_id = info->socket_id;
-      ev->role = info->role;
-    } else {
-      ev->socket_id = remember_socket(key, SOCK_ROLE_UNKNOWN, ev, sk);
-      ev->role = SOCK_ROLE_UNKNOWN;
-    }
   }
+  describe_socket(ev, info, sk, key);
   info = bpf_map_lookup_elem(&socket_info, &key);
   if (info) info->tls = 1;
   ev->is_tls = 1;
@@ -1084,26 +1086,16 @@ static __always_inline void complete_tls_pending(struct task_struct *task, __u32
   learn_ssl_fd(tgid, p->ev.socket_id, fd, BPF_ANY);
   __u64 key = fd_key(tgid, fd);
   struct sock_info *info = bpf_map_lookup_elem(&socket_info, &key);
-  if (info && info->remote_port != 0 && info->local_port != 0) {
-    cached_tuple(&p->ev, info);
-    p->ev.socket_id = info->socket_id;
-    p->ev.role = info->role;
-  } else {
-    struct sock *sk = inet_sock_of_fd(task, fd);
+  struct sock *sk = NULL;
+  if (!knows_tuple(info)) {
+    sk = inet_sock_of_fd(task, fd);
     if (!sk) {
       bpf_map_delete_elem(&tls_pending, &pid_tgid);
       count(CNT_TLS_NO_FD);
       return;
     }
-    fill_tuple(&p->ev, sk);
-    if (info) {
-      p->ev.socket_id = info->socket_id;
-      p->ev.role = info->role;
-    } else {
-      p->ev.socket_id = remember_socket(key, SOCK_ROLE_UNKNOWN, &p->ev, sk);
-      p->ev.role = SOCK_ROLE_UNKNOWN;
-    }
   }
+  describe_socket(&p->ev, info, sk, key);
   info = bpf_map_lookup_elem(&socket_info, &key);
   if (info) info->tls = 1;
   p->ev.fd = fd;
