@@ -48,6 +48,9 @@ export interface OverheadResult {
    * from the binomial distribution): what the host's noise allows one to say about the loss.
    */
   pairedLossCi: { level: number; low: number; high: number };
+  /** The same pairing for the server's and wrk's CPU per request: increase per round, percent, and its median's interval. */
+  pairedCpuIncreasePercent: number[];
+  pairedCpuIncreaseCi: { level: number; low: number; high: number };
   eventsPerRun: number[];
   lost: number;
   /** CPU the collector (this process: ring drain, decode, batching) used per run, in % of one core. */
@@ -135,6 +138,7 @@ export async function measureEbpfOverhead(seconds = 5, rounds = 3, hook: 'raw' |
     wrk(port, 1); // warm-up
     const result: OverheadResult = {
       hook, withoutRps: [], withRps: [], withoutUsPerRequest: [], withUsPerRequest: [], load: [], lossPercent: 0, pairedLossPercent: [], pairedLossMedian: 0, pairedLossCi: { level: 0, low: NaN, high: NaN },
+      pairedCpuIncreasePercent: [], pairedCpuIncreaseCi: { level: 0, low: NaN, high: NaN },
       eventsPerRun: [], lost: 0, collectorCpuPercent: [], collectorUsPerEvent: [], bpfStats: {}, bpfNsPerEvent: 0,
     };
     let bpfNs = 0;
@@ -182,6 +186,8 @@ export async function measureEbpfOverhead(seconds = 5, rounds = 3, hook: 'raw' |
     result.pairedLossPercent = result.withRps.map((w, i) => 100 * (1 - w / result.withoutRps[i]));
     result.pairedLossMedian = median(result.pairedLossPercent);
     result.pairedLossCi = medianCi(result.pairedLossPercent);
+    result.pairedCpuIncreasePercent = result.withUsPerRequest.map((w, i) => 100 * (w / result.withoutUsPerRequest[i] - 1));
+    result.pairedCpuIncreaseCi = medianCi(result.pairedCpuIncreasePercent);
     result.bpfNsPerEvent = bpfEvents > 0 ? bpfNs / bpfEvents : 0;
     return result;
   } finally {
@@ -251,9 +257,10 @@ function childCpuSeconds(command: string): Promise<number> {
 }
 
 /**
- * Prices the tracer for I/O that is not on a socket: every read and write that moves bytes still
- * runs the exit programs up to the socket check (and a write its entry program). CPU ns per
- * syscall of dd copying 512 B blocks from /dev/zero to /dev/null, rounds alternating.
+ * Prices the tracer for I/O that is not on a socket: each write runs the send entry program, and
+ * on kernels without the sock/ tracepoints each read and write that moves bytes also runs an
+ * exit program up to the socket check. CPU ns per syscall of dd copying 512 B blocks from
+ * /dev/zero to /dev/null, rounds alternating.
  */
 export async function measureFileIo(rounds = 3, hook: 'raw' | 'tracepoints' = 'tracepoints', blocks = 2_000_000): Promise<{ withoutNs: number[]; withNs: number[]; lost: number }> {
   const once = async (): Promise<number> =>
@@ -298,10 +305,9 @@ if (require.main === module && process.argv[2] === 'fileio') {
     console.log(`  loss: ${r.lossPercent.toFixed(1)} % (medians); per round ${r.pairedLossPercent.map((x) => x.toFixed(1)).join(', ')} %, median ${r.pairedLossMedian.toFixed(1)} %`
       + ` (${Math.round(100 * r.pairedLossCi.level)} % CI ${r.pairedLossCi.low.toFixed(1)} – ${r.pairedLossCi.high.toFixed(1)} %)`);
     console.log(`  events per run: ${r.eventsPerRun.map(fmt).join(', ')}  lost: ${r.lost}`);
-    const cpuIncrease = r.withUsPerRequest.map((w, i) => 100 * (w / r.withoutUsPerRequest[i] - 1));
-    const cpuCi = medianCi(cpuIncrease);
+    const cpuCi = r.pairedCpuIncreaseCi;
     console.log(`  server+wrk CPU per request: without ${r.withoutUsPerRequest.map((x) => x.toFixed(1)).join(', ')} µs, with ${r.withUsPerRequest.map((x) => x.toFixed(1)).join(', ')} µs (median +${(100 * (median(r.withUsPerRequest) / median(r.withoutUsPerRequest) - 1)).toFixed(1)} %;`
-      + ` per round median +${median(cpuIncrease).toFixed(1)} %, ${Math.round(100 * cpuCi.level)} % CI ${cpuCi.low.toFixed(1)} – ${cpuCi.high.toFixed(1)} %)  load ${r.load.join(', ')}`);
+      + ` per round median +${median(r.pairedCpuIncreasePercent).toFixed(1)} %, ${Math.round(100 * cpuCi.level)} % CI ${cpuCi.low.toFixed(1)} – ${cpuCi.high.toFixed(1)} %)  load ${r.load.join(', ')}`);
     if (r.bpfNsPerEvent > 0) {
       const busy = Object.entries(r.bpfStats).filter(([, v]) => v.runs > 0).sort(([a], [b]) => a.localeCompare(b));
       console.log(`  bpf_stats ns per run: ${busy.map(([n, v]) => `${n} ${Math.round(v.runNs / v.runs)} (${fmt(v.runs)})`).join(', ')}`);
