@@ -78,10 +78,19 @@ export interface EbpfMapCounts {
  */
 export type EbpfBatchCallback = (records: Buffer, count: number, headerBytes: number, payloadStart: number, payloadBytes: number) => void;
 
+/** socket_info entries one sweep removed, by why their fd no longer was a socket. */
+export interface EbpfSweepCounts {
+  /** The process had exited (its fds were closed without close(2)). */
+  processExited: number;
+  /** The process lives on, the fd is gone or another file (exec's close-on-exec, dup2, close_range). */
+  fdClosed: number;
+}
+
 interface NativeTracer {
   start(cb: EbpfBatchCallback): void;
   counters(): EbpfTracerCounters;
   mapCounts(): EbpfMapCounts;
+  sweepSocketInfo(): EbpfSweepCounts;
   setPidFilter(pid: number, mark: number): boolean;
   attachTls(path: string): number;
   drain(): number;
@@ -196,6 +205,15 @@ export class EbpfSocketTracer {
 
   mapCounts(): EbpfMapCounts {
     return this.closed ? { socketInfo: 0 } : this.native.mapCounts();
+  }
+
+  /**
+   * Removes socket map entries whose fd no longer is a socket (/proc/<pid>/fd is checked). Only
+   * close(2) removes entries in the kernel; exits, close-on-exec, dup2 and close_range do not.
+   * Walks the map: call it every few seconds, not per event. /proc must show the kernel's pids.
+   */
+  sweepSocketInfo(): EbpfSweepCounts {
+    return this.closed ? { processExited: 0, fdClosed: 0 } : this.native.sweepSocketInfo();
   }
 
   /** Adds (trace or skip, per pidMode) or removes a process from the kernel-side filter. */

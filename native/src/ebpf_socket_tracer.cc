@@ -58,6 +58,7 @@ Napi::Function EbpfSocketTracer::Define(Napi::Env env) {
                          InstanceMethod("start", &EbpfSocketTracer::Start),
                          InstanceMethod("counters", &EbpfSocketTracer::Counters),
                          InstanceMethod("mapCounts", &EbpfSocketTracer::MapCounts),
+                         InstanceMethod("sweepSocketInfo", &EbpfSocketTracer::SweepSocketInfo),
                          InstanceMethod("setPidFilter", &EbpfSocketTracer::SetPidFilter),
                          InstanceMethod("drain", &EbpfSocketTracer::Drain),
                          InstanceMethod("attachTls", &EbpfSocketTracer::AttachTls),
@@ -134,6 +135,7 @@ EbpfSocketTracer::EbpfSocketTracer(const Napi::CallbackInfo& info)
   int idFd = bpf_object__find_map_fd_by_name(obj_, "id_gen");
   countersFd_ = bpf_object__find_map_fd_by_name(obj_, "counters");
   socketInfoFd_ = bpf_map__fd(socketInfo);
+  socketInfoValueSize_ = bpf_map__value_size(socketInfo);
   configFd_ = configFd;
   pidFilterFd_ = bpf_object__find_map_fd_by_name(obj_, "pid_filter");
   uint32_t zero = 0, one = 1;
@@ -361,6 +363,66 @@ Napi::Value EbpfSocketTracer::MapCounts(const Napi::CallbackInfo& info) {
   // In-flight syscalls live in per-thread task storage (freed with the thread), which cannot be
   // listed from user space, so only the socket map is counted.
   out.Set("socketInfo", Napi::Number::New(env, CountKeys(socketInfoFd_)));
+  return out;
+}
+
+namespace {
+// Whether /proc/<tgid>/fd/<fd> still names a socket. ENOENT: the fd (or the whole process) is
+// gone; any other failure (a race with exec, EACCES) is taken as "still there".
+bool FdStillSocket(uint32_t tgid, uint32_t fd, bool* processGone) {
+  char path[64];
+  char target[64];
+  snprintf(path, sizeof(path), "/proc/%u/fd/%u", tgid, fd);
+  ssize_t n = readlink(path, target, sizeof(target) - 1);
+  *processGone = false;
+  if (n >= 0) return n >= 7 && memcmp(target, "socket:", 7) == 0;
+  if (errno != ENOENT) return true;
+  snprintf(path, sizeof(path), "/proc/%u", tgid);
+  *processGone = access(path, F_OK) != 0;
+  return false;
+}
+}  // namespace
+
+// sweepSocketInfo(): forgets socket_info entries whose fd no longer is a socket. The kernel side
+// removes an entry at close(2) only; a process's exit, exec (close-on-exec), dup2 over the fd and
+// close_range leave it behind, and on a long-running host those fill the map. Returns
+// { processExited, fdClosed } (entries removed). An entry is removed only if it still holds the
+// socket it held when listed: a socket opened on the same fd meanwhile keeps its new entry.
+// /proc must show the kernel's pids (the init pid namespace): the caller checks.
+Napi::Value EbpfSocketTracer::SweepSocketInfo(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (socketInfoFd_ < 0) throw Napi::Error::New(env, "tracer is closed");
+  struct Listed {
+    uint64_t key;
+    uint64_t socketId;
+  };
+  std::vector<Listed> listed;
+  std::vector<uint8_t> value(socketInfoValueSize_);
+  uint64_t key = 0, next = 0;
+  void* prev = nullptr;
+  while (bpf_map_get_next_key(socketInfoFd_, prev, &next) == 0) {
+    key = next;
+    prev = &key;
+    if (bpf_map_lookup_elem(socketInfoFd_, &key, value.data()) != 0) continue;
+    uint64_t socketId;
+    memcpy(&socketId, value.data(), sizeof(socketId));  // struct sock_info starts with socket_id
+    listed.push_back({key, socketId});
+  }
+  uint32_t exited = 0, fdClosed = 0;
+  for (const Listed& e : listed) {
+    bool processGone = false;
+    if (FdStillSocket(static_cast<uint32_t>(e.key >> 32), static_cast<uint32_t>(e.key), &processGone)) continue;
+    uint64_t socketId;
+    if (bpf_map_lookup_elem(socketInfoFd_, &e.key, value.data()) != 0) continue;  // closed meanwhile
+    memcpy(&socketId, value.data(), sizeof(socketId));
+    if (socketId != e.socketId) continue;
+    if (bpf_map_delete_elem(socketInfoFd_, &e.key) != 0) continue;
+    if (processGone) exited++;
+    else fdClosed++;
+  }
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("processExited", Napi::Number::New(env, exited));
+  out.Set("fdClosed", Napi::Number::New(env, fdClosed));
   return out;
 }
 

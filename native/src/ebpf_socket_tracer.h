@@ -34,6 +34,7 @@ class EbpfSocketTracer : public Napi::ObjectWrap<EbpfSocketTracer> {
   Napi::Value Start(const Napi::CallbackInfo& info);
   Napi::Value Counters(const Napi::CallbackInfo& info);
   Napi::Value MapCounts(const Napi::CallbackInfo& info);
+  Napi::Value SweepSocketInfo(const Napi::CallbackInfo& info);
   Napi::Value SetPidFilter(const Napi::CallbackInfo& info);
   Napi::Value Drain(const Napi::CallbackInfo& info);
   Napi::Value AttachTls(const Napi::CallbackInfo& info);
@@ -59,6 +60,7 @@ class EbpfSocketTracer : public Napi::ObjectWrap<EbpfSocketTracer> {
   BpfRingReader ring_;
   int countersFd_ = -1;
   int socketInfoFd_ = -1;
+  uint32_t socketInfoValueSize_ = 0;
   int configFd_ = -1;
   int pidFilterFd_ = -1;
   // Records are copied here until the batch is full or the ring is empty; then one Buffer goes

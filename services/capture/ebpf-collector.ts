@@ -1,6 +1,7 @@
 // The capture process's eBPF collector (the seed's EbpfCollector): owns the socket tracer, turns
 // its ring-buffer batches into SocketDataBatch rows, and says once whether the host runs
 // packet-only. No timers of its own: rows are handed over at the end of every ring delivery.
+import fs from 'node:fs';
 import { EbpfSocketTracer, ebpfStatus, EbpfStatus, EbpfTracerCounters } from '../../native/ebpf';
 import { SocketDataBatch } from './ebpf-socket-batch';
 import { SocketRecordDecoder } from './ebpf-socket-records';
@@ -191,6 +192,23 @@ export class EbpfCollector {
     };
   }
 
+  /**
+   * Forgets kernel socket entries of sockets closed without close(2) (process exit, close-on-exec,
+   * dup2, close_range), which would otherwise fill the map on a long-running host. Call it every
+   * few seconds. Skipped (returns false) when this process is in a child pid namespace: /proc
+   * would not show the pids the kernel side records, and every entry would look stale.
+   */
+  sweepSockets(): boolean {
+    if (!this.tracer || !inInitPidNamespace()) return false;
+    const n = this.tracer.sweepSocketInfo();
+    this.reclaimed.process_exited += n.processExited;
+    this.reclaimed.fd_closed += n.fdClosed;
+    return true;
+  }
+
+  /** Socket entries sweepSockets removed so far, by reason (running totals for a counter). */
+  readonly reclaimed = { process_exited: 0, fd_closed: 0 };
+
   /** Kernel-side map sizes for gauges and tests (sockets remembered). */
   mapCounts(): { socketInfo: number } {
     return this.tracer?.mapCounts() ?? { socketInfo: 0 };
@@ -210,5 +228,15 @@ export class EbpfCollector {
     this.tracer.drain();
     this.tracer.close();
     this.tracer = undefined;
+  }
+}
+
+/** True when /proc/self/status lists one pid (NSpid): this process sees the kernel's own pids. */
+function inInitPidNamespace(): boolean {
+  try {
+    const line = /^NSpid:\s*(.*)$/m.exec(fs.readFileSync('/proc/self/status', 'utf8'));
+    return line !== null && line[1].trim().split(/\s+/).length === 1;
+  } catch {
+    return false;
   }
 }

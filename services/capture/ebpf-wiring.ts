@@ -62,10 +62,27 @@ export function startEbpf(ctx: ServiceContext): EbpfCollector {
   });
   ctx.metrics.trackDrops('ebpf_', () => ({ ...collector.drops, l7_backlog: backlog.rows }));
   ctx.metrics.trackSize('ebpf_batches_pending', () => pending);
+  const reclaimedSeen = { process_exited: 0, fd_closed: 0 };
+  new client.Counter({
+    name: 'flowtap_ebpf_socket_entries_reclaimed_total',
+    help: 'Kernel socket map entries the sweep removed because their fd no longer was a socket, by reason (process_exited; fd_closed: close-on-exec, dup2, close_range)',
+    labelNames: ['reason'],
+    registers: [ctx.metrics.registry],
+    collect() {
+      for (const reason of ['process_exited', 'fd_closed'] as const) {
+        // inc by 0 too: both series exist from the first scrape.
+        this.inc({ reason }, Math.max(collector.reclaimed[reason] - reclaimedSeen[reason], 0));
+        reclaimedSeen[reason] = collector.reclaimed[reason];
+      }
+    },
+  });
+  ctx.metrics.trackSize('ebpf_socket_entries', () => collector.mapCounts().socketInfo);
   if (!collector.packetOnly) {
+    if (!collector.sweepSockets()) ctx.log.warn('eBPF socket map not swept: this process is not in the host pid namespace (run the agent with the host pid namespace); entries of exited processes stay until the map is full');
     const timer = setInterval(() => {
       for (const pid of agentPids()) collector.tracePid(pid, 'skip');
       collector.rescanTls();
+      collector.sweepSockets();
     }, RESCAN_INTERVAL_MS);
     timer.unref();
   }

@@ -27,6 +27,9 @@ const curlAndPython = async (t: ExecutionContext, hook: 'tracepoints' | 'raw'): 
     await new Promise((r) => curl.once('exit', r));
   }
   await sleep(1500);
+  // The socket map's size and its sweep are scraped like every other health figure.
+  t.true(await agent.metric('capture', /flowtap_held_items\{[^}]*what="ebpf_socket_entries"[^}]*\} (\d+)/) >= 0, 'socket map size exported');
+  t.true(await agent.metric('capture', /flowtap_ebpf_socket_entries_reclaimed_total\{[^}]*reason="process_exited"[^}]*\} (\d+)/) >= 0, 'sweep counter exported');
   await agent.stop();
 
   const logs = agent.records('l7_flow_log').filter((l) => l.signal_source === 'ebpf' && l.server_port === httpPort);
