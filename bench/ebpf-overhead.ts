@@ -144,11 +144,13 @@ export async function measureEbpfOverhead(seconds = 5, rounds = 3, hook: 'raw' |
     let bpfNs = 0;
     let bpfEvents = 0;
     const serverPid = server.pid!;
-    for (let r = 0; r < rounds; r++) {
+    const untracedRun = async (): Promise<void> => {
       const s0 = cpuSeconds(serverPid);
       const plain = await wrkRun(port, seconds);
       result.withoutRps.push(plain.rps);
       result.withoutUsPerRequest.push((cpuSeconds(serverPid) - s0 + plain.cpu) * 1e6 / plain.requests);
+    };
+    const tracedRun = async (): Promise<void> => {
       let events = 0;
       const collector = EbpfCollector.start({ ...envOptions(), syscallHook: hook }, (batch) => { events += batch.count; });
       if (collector.packetOnly) throw new Error(collector.statusMessage);
@@ -159,14 +161,13 @@ export async function measureEbpfOverhead(seconds = 5, rounds = 3, hook: 'raw' |
       const stats0 = progStats();
       const traced = await wrkRun(port, seconds);
       const stats1 = progStats();
-      const rps = traced.rps;
       result.withUsPerRequest.push((cpuSeconds(serverPid) - s1 + traced.cpu) * 1e6 / traced.requests);
       result.load.push(Number(fs.readFileSync('/proc/loadavg', 'utf8').split(' ')[0]));
       collector.drain();
       const cpu = process.cpuUsage(cpu0);
       result.collectorCpuPercent.push((cpu.user + cpu.system) / 10 / (Date.now() - wall0));
       result.collectorUsPerEvent.push((cpu.user + cpu.system) / Math.max(events, 1));
-      result.withRps.push(rps);
+      result.withRps.push(traced.rps);
       result.eventsPerRun.push(events);
       if (stats1.size > 0) {
         for (const [id, after] of stats1) {
@@ -181,6 +182,18 @@ export async function measureEbpfOverhead(seconds = 5, rounds = 3, hook: 'raw' |
       }
       result.lost += collector.drops.ringbuf_full;
       collector.close();
+    };
+    // The order within a pair alternates (untraced first in even rounds, traced first in odd
+    // ones): whatever the run before leaves behind (the server's garbage, the loader's work)
+    // then weighs on both sides equally instead of always on the traced one.
+    for (let r = 0; r < rounds; r++) {
+      if (r % 2 === 0) {
+        await untracedRun();
+        await tracedRun();
+      } else {
+        await tracedRun();
+        await untracedRun();
+      }
     }
     result.lossPercent = 100 * (1 - median(result.withRps) / median(result.withoutRps));
     result.pairedLossPercent = result.withRps.map((w, i) => 100 * (1 - w / result.withoutRps[i]));
@@ -304,6 +317,10 @@ if (require.main === module && process.argv[2] === 'fileio') {
     console.log(`  with tracer:    ${r.withRps.map(fmt).join(', ')} req/s (median ${fmt(median(r.withRps))})`);
     console.log(`  loss: ${r.lossPercent.toFixed(1)} % (medians); per round ${r.pairedLossPercent.map((x) => x.toFixed(1)).join(', ')} %, median ${r.pairedLossMedian.toFixed(1)} %`
       + ` (${Math.round(100 * r.pairedLossCi.level)} % CI ${r.pairedLossCi.low.toFixed(1)} – ${r.pairedLossCi.high.toFixed(1)} %)`);
+    const byOrder = (odd: number) => r.pairedLossPercent.filter((_, i) => i % 2 === odd);
+    if (r.pairedLossPercent.length > 1) {
+      console.log(`  paired loss by order: traced second ${median(byOrder(0)).toFixed(1)} %, traced first ${median(byOrder(1)).toFixed(1)} % (medians)`);
+    }
     console.log(`  events per run: ${r.eventsPerRun.map(fmt).join(', ')}  lost: ${r.lost}`);
     const cpuCi = r.pairedCpuIncreaseCi;
     console.log(`  server+wrk CPU per request: without ${r.withoutUsPerRequest.map((x) => x.toFixed(1)).join(', ')} µs, with ${r.withUsPerRequest.map((x) => x.toFixed(1)).join(', ')} µs (median +${(100 * (median(r.withUsPerRequest) / median(r.withoutUsPerRequest) - 1)).toFixed(1)} %;`
