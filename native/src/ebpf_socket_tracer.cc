@@ -4,12 +4,14 @@
 #include <bpf/btf.h>
 #include <bpf/libbpf.h>
 #include <errno.h>
+#include <signal.h>
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdarg>
 #include <cstdlib>
 #include <cstdio>
@@ -367,58 +369,90 @@ Napi::Value EbpfSocketTracer::MapCounts(const Napi::CallbackInfo& info) {
 }
 
 namespace {
-// Whether /proc/<tgid>/fd/<fd> still names a socket. ENOENT: the fd (or the whole process) is
-// gone; any other failure (a race with exec, EACCES) is taken as "still there".
-bool FdStillSocket(uint32_t tgid, uint32_t fd, bool* processGone) {
-  char path[64];
-  char target[64];
+// Whether /proc/<tgid>/fd/<fd> still names a socket. Any failure but ENOENT (EACCES, a race with
+// exec) counts as "still there".
+bool FdStillSocket(uint32_t tgid, uint32_t fd) {
+  char path[48];
+  char target[16];
   snprintf(path, sizeof(path), "/proc/%u/fd/%u", tgid, fd);
-  ssize_t n = readlink(path, target, sizeof(target) - 1);
-  *processGone = false;
-  if (n >= 0) return n >= 7 && memcmp(target, "socket:", 7) == 0;
-  if (errno != ENOENT) return true;
-  snprintf(path, sizeof(path), "/proc/%u", tgid);
-  *processGone = access(path, F_OK) != 0;
-  return false;
+  ssize_t n = readlink(path, target, sizeof(target));
+  if (n < 0) return errno != ENOENT;
+  return n >= 7 && memcmp(target, "socket:", 7) == 0;
 }
+
+// A readlink on /proc costs about 10 us: this many per sweep bounds a sweep to about 20 ms, and
+// the next sweep goes on where this one stopped.
+constexpr size_t kFdChecksPerSweep = 2048;
 }  // namespace
 
-// sweepSocketInfo(): forgets socket_info entries whose fd no longer is a socket. The kernel side
+// Removes one listed entry if it still holds the socket it held when listed (a socket opened on
+// the same fd meanwhile has a new socket_id and keeps its entry).
+bool EbpfSocketTracer::RemoveListedEntry(uint64_t key, uint64_t socketId, std::vector<uint8_t>& value) {
+  if (bpf_map_lookup_elem(socketInfoFd_, &key, value.data()) != 0) return false;  // closed meanwhile
+  uint64_t now;
+  memcpy(&now, value.data(), sizeof(now));
+  return now == socketId && bpf_map_delete_elem(socketInfoFd_, &key) == 0;
+}
+
+// sweepSocketInfo(): forgets socket_info entries of sockets that are gone. The kernel side
 // removes an entry at close(2) only; a process's exit, exec (close-on-exec), dup2 over the fd and
-// close_range leave it behind, and on a long-running host those fill the map. Returns
-// { processExited, fdClosed } (entries removed). An entry is removed only if it still holds the
-// socket it held when listed: a socket opened on the same fd meanwhile keeps its new entry.
-// /proc must show the kernel's pids (the init pid namespace): the caller checks.
+// close_range leave it behind, and on a long-running host those fill the map. Every entry of an
+// exited process goes at once (one kill(pid, 0) per process); the entries of live processes are
+// checked against /proc/<pid>/fd/<fd>, kFdChecksPerSweep per call, round robin. Returns
+// { processExited, fdClosed } (entries removed). /proc must show the kernel's pids (the init pid
+// namespace): the caller checks.
 Napi::Value EbpfSocketTracer::SweepSocketInfo(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (socketInfoFd_ < 0) throw Napi::Error::New(env, "tracer is closed");
-  struct Listed {
-    uint64_t key;
-    uint64_t socketId;
-  };
-  std::vector<Listed> listed;
-  std::vector<uint8_t> value(socketInfoValueSize_);
-  uint64_t key = 0, next = 0;
-  void* prev = nullptr;
-  while (bpf_map_get_next_key(socketInfoFd_, prev, &next) == 0) {
-    key = next;
-    prev = &key;
-    if (bpf_map_lookup_elem(socketInfoFd_, &key, value.data()) != 0) continue;
-    uint64_t socketId;
-    memcpy(&socketId, value.data(), sizeof(socketId));  // struct sock_info starts with socket_id
-    listed.push_back({key, socketId});
+  // (key, socket_id) of every entry, in batches (one syscall per run of buckets, not two per
+  // entry), then sorted by key: a process's entries are adjacent.
+  std::vector<std::pair<uint64_t, uint64_t>> listed;
+  uint32_t chunk = 1024;
+  std::vector<uint64_t> keys;
+  std::vector<uint8_t> values;
+  uint64_t token = 0;
+  bool first = true;
+  for (;;) {
+    keys.resize(chunk);
+    values.resize(static_cast<size_t>(chunk) * socketInfoValueSize_);
+    uint32_t count = chunk;
+    LIBBPF_OPTS(bpf_map_batch_opts, opts);
+    int err = bpf_map_lookup_batch(socketInfoFd_, first ? nullptr : &token, &token, keys.data(), values.data(), &count, &opts);
+    if (err < 0 && errno == ENOSPC && chunk < (1u << 20)) {
+      chunk *= 2;  // one hash bucket holds more entries than fit
+      continue;
+    }
+    for (uint32_t i = 0; i < count; i++) {
+      uint64_t socketId;  // struct sock_info starts with socket_id
+      memcpy(&socketId, values.data() + static_cast<size_t>(i) * socketInfoValueSize_, sizeof(socketId));
+      listed.emplace_back(keys[i], socketId);
+    }
+    if (err < 0) break;  // ENOENT: that was the last batch
+    first = false;
   }
+  std::sort(listed.begin(), listed.end());
+
+  std::vector<uint8_t> value(socketInfoValueSize_);
+  std::vector<std::pair<uint64_t, uint64_t>> live;
   uint32_t exited = 0, fdClosed = 0;
-  for (const Listed& e : listed) {
-    bool processGone = false;
-    if (FdStillSocket(static_cast<uint32_t>(e.key >> 32), static_cast<uint32_t>(e.key), &processGone)) continue;
-    uint64_t socketId;
-    if (bpf_map_lookup_elem(socketInfoFd_, &e.key, value.data()) != 0) continue;  // closed meanwhile
-    memcpy(&socketId, value.data(), sizeof(socketId));
-    if (socketId != e.socketId) continue;
-    if (bpf_map_delete_elem(socketInfoFd_, &e.key) != 0) continue;
-    if (processGone) exited++;
-    else fdClosed++;
+  uint32_t aliveOf = 0;
+  bool alive = true;
+  for (const auto& entry : listed) {
+    uint32_t tgid = static_cast<uint32_t>(entry.first >> 32);
+    if (tgid != aliveOf) {
+      aliveOf = tgid;
+      alive = kill(static_cast<pid_t>(tgid), 0) == 0 || errno != ESRCH;
+    }
+    if (alive) live.push_back(entry);
+    else if (RemoveListedEntry(entry.first, entry.second, value)) exited++;
+  }
+
+  auto it = std::upper_bound(live.begin(), live.end(), std::make_pair(sweepCursor_, ~uint64_t{0}));
+  for (size_t n = std::min(live.size(), kFdChecksPerSweep); n > 0; n--, ++it) {
+    if (it == live.end()) it = live.begin();
+    sweepCursor_ = it->first;
+    if (FdStillSocket(static_cast<uint32_t>(it->first >> 32), static_cast<uint32_t>(it->first))) continue;
+    if (RemoveListedEntry(it->first, it->second, value)) fdClosed++;
   }
   Napi::Object out = Napi::Object::New(env);
   out.Set("processExited", Napi::Number::New(env, exited));

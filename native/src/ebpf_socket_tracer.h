@@ -35,6 +35,7 @@ class EbpfSocketTracer : public Napi::ObjectWrap<EbpfSocketTracer> {
   Napi::Value Counters(const Napi::CallbackInfo& info);
   Napi::Value MapCounts(const Napi::CallbackInfo& info);
   Napi::Value SweepSocketInfo(const Napi::CallbackInfo& info);
+  bool RemoveListedEntry(uint64_t key, uint64_t socketId, std::vector<uint8_t>& value);
   Napi::Value SetPidFilter(const Napi::CallbackInfo& info);
   Napi::Value Drain(const Napi::CallbackInfo& info);
   Napi::Value AttachTls(const Napi::CallbackInfo& info);
@@ -61,6 +62,7 @@ class EbpfSocketTracer : public Napi::ObjectWrap<EbpfSocketTracer> {
   int countersFd_ = -1;
   int socketInfoFd_ = -1;
   uint32_t socketInfoValueSize_ = 0;
+  uint64_t sweepCursor_ = 0;  // the last socket_info key the sweep checked against /proc
   int configFd_ = -1;
   int pidFilterFd_ = -1;
   // Records are copied here until the batch is full or the ring is empty; then one Buffer goes
