@@ -130,7 +130,6 @@ function wrk(port: number, seconds: number): number {
 
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
-
 export async function measureEbpfOverhead(seconds = 5, rounds = 3, hook: 'raw' | 'tracepoints' = 'tracepoints'): Promise<OverheadResult> {
   const server: ChildProcess = spawn(process.execPath, ['-e', SERVER], { stdio: ['ignore', 'pipe', 'inherit'] });
   try {

@@ -64,9 +64,16 @@ export class EbpfCollector {
   readonly tlsFiles: string[] = [];
   tlsLastError = '';
 
+  /**
+   * Whether sweepSockets can run: a tracer is attached and this process sees the kernel's own
+   * pids in /proc (not in a child pid namespace, where every entry would look stale).
+   */
+  readonly sweepsSockets: boolean;
+
   private constructor(status: EbpfStatus, tracer: EbpfSocketTracer | undefined, private readonly sink: SocketDataSink, rows: number) {
     this.tracer = tracer;
     this.packetOnly = tracer ? 0 : 1;
+    this.sweepsSockets = tracer !== undefined && inInitPidNamespace();
     this.statusMessage = status.message;
     this.batch = new SocketDataBatch(rows);
   }
@@ -195,11 +202,10 @@ export class EbpfCollector {
   /**
    * Forgets kernel socket entries of sockets closed without close(2) (process exit, close-on-exec,
    * dup2, close_range), which would otherwise fill the map on a long-running host. Call it every
-   * few seconds. Skipped (returns false) when this process is in a child pid namespace: /proc
-   * would not show the pids the kernel side records, and every entry would look stale.
+   * few seconds. Returns false, having done nothing, when `sweepsSockets` is false.
    */
   sweepSockets(): boolean {
-    if (!this.tracer || !inInitPidNamespace()) return false;
+    if (!this.tracer || !this.sweepsSockets) return false;
     const n = this.tracer.sweepSocketInfo();
     this.reclaimed.process_exited += n.processExited;
     this.reclaimed.fd_closed += n.fdClosed;

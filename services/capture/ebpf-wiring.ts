@@ -78,7 +78,7 @@ export function startEbpf(ctx: ServiceContext): EbpfCollector {
   });
   ctx.metrics.trackSize('ebpf_socket_entries', () => collector.mapCounts().socketInfo);
   if (!collector.packetOnly) {
-    if (!collector.sweepSockets()) ctx.log.warn('eBPF socket map not swept: this process is not in the host pid namespace (run the agent with the host pid namespace); entries of exited processes stay until the map is full');
+    if (!collector.sweepsSockets) ctx.log.warn('eBPF socket map not swept: this process is not in the host pid namespace (run the agent with the host pid namespace); entries of exited processes stay until the map is full');
     const timer = setInterval(() => {
       for (const pid of agentPids()) collector.tracePid(pid, 'skip');
       collector.rescanTls();
