@@ -17,7 +17,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { EbpfCollector, EbpfCollectorConfig } from '../services/capture/ebpf-collector';
-import { medianCi } from './stats';
+import { medianCi, windowRate } from './stats';
 
 const SERVER = `
   const http = require('http');
@@ -51,6 +51,16 @@ export interface OverheadResult {
   /** The same pairing for the server's and wrk's CPU per request: increase per round, percent, and its median's interval. */
   pairedCpuIncreasePercent: number[];
   pairedCpuIncreaseCi: { level: number; low: number; high: number };
+  /**
+   * The server's responses per second in 100 ms windows of each run, 90th percentile (see
+   * windowRate): the rate of the run's undisturbed moments. The host's interference comes as dips
+   * of 0.1 - 0.7 s that only ever slow a run, so this moves far less between identical runs than
+   * the run's average. Paired like the averages: loss per round, percent, median and interval.
+   */
+  withoutP90Rps: number[];
+  withP90Rps: number[];
+  pairedP90LossPercent: number[];
+  pairedP90LossCi: { level: number; low: number; high: number };
   eventsPerRun: number[];
   lost: number;
   /** CPU the collector (this process: ring drain, decode, batching) used per run, in % of one core. */
@@ -106,20 +116,55 @@ function cpuSeconds(pid: number | 'self'): number {
  * wrk as a child, so that this event loop keeps draining the ring meanwhile. Its CPU comes from
  * the shell that waited for it (cutime + cstime).
  */
-function wrkRun(port: number, seconds: number): Promise<{ rps: number; requests: number; cpu: number }> {
+function wrkRun(port: number, seconds: number, serverPid: number): Promise<{ rps: number; requests: number; cpu: number; p90Rps: number }> {
   return new Promise((resolve, reject) => {
     const child = spawn('sh', ['-c', `wrk -t1 -c32 -d${seconds}s http://127.0.0.1:${port}/ && cat /proc/$$/stat`], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const windows = new ResponseWindows(serverPid);
     let out = '';
     child.stdout!.on('data', (d) => { out += d; });
     child.on('close', () => {
+      const rates = windows.stop();
       const rps = /Requests\/sec:\s+([\d.]+)/.exec(out);
       const requests = /(\d+) requests in/.exec(out);
       const cpu = shellChildrenCpu(out);
-      if (rps && requests && cpu !== undefined) resolve({ rps: Number(rps[1]), requests: Number(requests[1]), cpu });
+      if (rps && requests && cpu !== undefined) resolve({ rps: Number(rps[1]), requests: Number(requests[1]), cpu, p90Rps: windowRate(rates) });
       else reject(new Error(`wrk printed no Requests/sec:\n${out}`));
     });
   });
 }
+
+/** Write syscalls of a process so far (/proc/<pid>/io syscw): the bench's server makes one writev per response. */
+function writeSyscalls(pid: number): number {
+  return Number(/syscw: (\d+)/.exec(fs.readFileSync(`/proc/${pid}/io`, 'utf8'))![1]);
+}
+
+/**
+ * The server's responses per second in 100 ms windows, from its write syscalls, while a run
+ * lasts. Each window's rate uses the time that really passed (timers are late under load).
+ */
+class ResponseWindows {
+  private readonly rates: number[] = [];
+  private readonly timer: NodeJS.Timeout;
+  private last: number;
+  private lastAt = process.hrtime.bigint();
+
+  constructor(private readonly pid: number) {
+    this.last = writeSyscalls(pid);
+    this.timer = setInterval(() => {
+      const now = process.hrtime.bigint();
+      const count = writeSyscalls(this.pid);
+      this.rates.push((count - this.last) / (Number(now - this.lastAt) / 1e9));
+      this.last = count;
+      this.lastAt = now;
+    }, 100);
+  }
+
+  stop(): number[] {
+    clearInterval(this.timer);
+    return this.rates;
+  }
+}
+
 
 function wrk(port: number, seconds: number): number {
   const out = execFileSync('wrk', ['-t1', '-c32', `-d${seconds}s`, `http://127.0.0.1:${port}/`], { encoding: 'utf8' });
@@ -138,6 +183,7 @@ export async function measureEbpfOverhead(seconds = 5, rounds = 3, hook: 'raw' |
     const result: OverheadResult = {
       hook, withoutRps: [], withRps: [], withoutUsPerRequest: [], withUsPerRequest: [], load: [], lossPercent: 0, pairedLossPercent: [], pairedLossMedian: 0, pairedLossCi: { level: 0, low: NaN, high: NaN },
       pairedCpuIncreasePercent: [], pairedCpuIncreaseCi: { level: 0, low: NaN, high: NaN },
+      withoutP90Rps: [], withP90Rps: [], pairedP90LossPercent: [], pairedP90LossCi: { level: 0, low: NaN, high: NaN },
       eventsPerRun: [], lost: 0, collectorCpuPercent: [], collectorUsPerEvent: [], bpfStats: {}, bpfNsPerEvent: 0,
     };
     let bpfNs = 0;
@@ -145,8 +191,9 @@ export async function measureEbpfOverhead(seconds = 5, rounds = 3, hook: 'raw' |
     const serverPid = server.pid!;
     const untracedRun = async (): Promise<void> => {
       const s0 = cpuSeconds(serverPid);
-      const plain = await wrkRun(port, seconds);
+      const plain = await wrkRun(port, seconds, serverPid);
       result.withoutRps.push(plain.rps);
+      result.withoutP90Rps.push(plain.p90Rps);
       result.withoutUsPerRequest.push((cpuSeconds(serverPid) - s0 + plain.cpu) * 1e6 / plain.requests);
     };
     const tracedRun = async (): Promise<void> => {
@@ -158,7 +205,8 @@ export async function measureEbpfOverhead(seconds = 5, rounds = 3, hook: 'raw' |
       const wall0 = Date.now();
       const s1 = cpuSeconds(serverPid);
       const stats0 = progStats();
-      const traced = await wrkRun(port, seconds);
+      const traced = await wrkRun(port, seconds, serverPid);
+      result.withP90Rps.push(traced.p90Rps);
       const stats1 = progStats();
       result.withUsPerRequest.push((cpuSeconds(serverPid) - s1 + traced.cpu) * 1e6 / traced.requests);
       result.load.push(Number(fs.readFileSync('/proc/loadavg', 'utf8').split(' ')[0]));
@@ -200,6 +248,8 @@ export async function measureEbpfOverhead(seconds = 5, rounds = 3, hook: 'raw' |
     result.pairedLossCi = medianCi(result.pairedLossPercent);
     result.pairedCpuIncreasePercent = result.withUsPerRequest.map((w, i) => 100 * (w / result.withoutUsPerRequest[i] - 1));
     result.pairedCpuIncreaseCi = medianCi(result.pairedCpuIncreasePercent);
+    result.pairedP90LossPercent = result.withP90Rps.map((w, i) => 100 * (1 - w / result.withoutP90Rps[i]));
+    result.pairedP90LossCi = medianCi(result.pairedP90LossPercent);
     result.bpfNsPerEvent = bpfEvents > 0 ? bpfNs / bpfEvents : 0;
     return result;
   } finally {
@@ -316,6 +366,9 @@ if (require.main === module && process.argv[2] === 'fileio') {
     console.log(`  with tracer:    ${r.withRps.map(fmt).join(', ')} req/s (median ${fmt(median(r.withRps))})`);
     console.log(`  loss: ${r.lossPercent.toFixed(1)} % (medians); per round ${r.pairedLossPercent.map((x) => x.toFixed(1)).join(', ')} %, median ${r.pairedLossMedian.toFixed(1)} %`
       + ` (${Math.round(100 * r.pairedLossCi.level)} % CI ${r.pairedLossCi.low.toFixed(1)} – ${r.pairedLossCi.high.toFixed(1)} %)`);
+    const p90Ci = r.pairedP90LossCi;
+    console.log(`  loss at the 90th percentile of 100 ms rates: per round ${r.pairedP90LossPercent.map((x) => x.toFixed(1)).join(', ')} %, median ${median(r.pairedP90LossPercent).toFixed(1)} %`
+      + ` (${Math.round(100 * p90Ci.level)} % CI ${p90Ci.low.toFixed(1)} – ${p90Ci.high.toFixed(1)} %)`);
     const byOrder = (odd: number) => r.pairedLossPercent.filter((_, i) => i % 2 === odd);
     if (r.pairedLossPercent.length > 1) {
       console.log(`  paired loss by order: traced second ${median(byOrder(0)).toFixed(1)} %, traced first ${median(byOrder(1)).toFixed(1)} % (medians)`);

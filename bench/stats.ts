@@ -23,3 +23,15 @@ export function medianCi(xs: number[]): { level: number; low: number; high: numb
   while (k + 1 <= Math.floor((n + 1) / 2) && 1 - 2 * cdf[k] >= 0.95) k++;
   return { level: 1 - 2 * cdf[k - 1], low: sorted[k - 1], high: sorted[n - k] };
 }
+
+/**
+ * A run's rate at its undisturbed moments: the 90th percentile (nearest rank below) of its
+ * 100 ms window rates, leaving out the first two windows (the load generator connecting) and the
+ * last (it stopping). On the shared VM the host's interference only ever slows a run, in dips and
+ * steps that last 0.1 s to seconds, so this moves less between identical runs than the average.
+ * NaN when the run was too short to have windows.
+ */
+export function windowRate(rates: number[]): number {
+  const steady = rates.slice(2, -1).sort((a, b) => a - b);
+  return steady.length === 0 ? NaN : steady[Math.floor(0.9 * (steady.length - 1))];
+}
