@@ -54,8 +54,8 @@ export interface OverheadResult {
   /**
    * The server's responses per second in 100 ms windows of each run, 90th percentile (see
    * windowRate): the rate of the run's undisturbed moments. The host's interference comes as dips
-   * of 0.1 - 0.7 s that only ever slow a run, so this moves far less between identical runs than
-   * the run's average. Paired like the averages: loss per round, percent, median and interval.
+   * of 0.1 - 0.7 s and steps of seconds that only ever slow a run, so this moves less between
+   * identical runs than the run's average. Paired like the averages: loss per round, percent, median and interval.
    */
   withoutP90Rps: number[];
   withP90Rps: number[];
@@ -164,7 +164,6 @@ class ResponseWindows {
     return this.rates;
   }
 }
-
 
 function wrk(port: number, seconds: number): number {
   const out = execFileSync('wrk', ['-t1', '-c32', `-d${seconds}s`, `http://127.0.0.1:${port}/`], { encoding: 'utf8' });
