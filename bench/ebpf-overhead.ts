@@ -92,7 +92,7 @@ function progStats(): Map<number, ProgStats> {
   const progs = JSON.parse(execFileSync('bpftool', ['prog', 'show', '-j'], { encoding: 'utf8', maxBuffer: 64 << 20 })) as
     { id: number; name?: string; run_time_ns?: number; run_cnt?: number }[];
   for (const p of progs) {
-    if (p.name && /^(enter_|exit_|raw_sys_|tls_)/.test(p.name)) out.set(p.id, { name: p.name, runNs: p.run_time_ns ?? 0, runs: p.run_cnt ?? 0 });
+    if (p.name && /^(enter_|exit_|raw_sys_|tls_|sock_|io_exit_)/.test(p.name)) out.set(p.id, { name: p.name, runNs: p.run_time_ns ?? 0, runs: p.run_cnt ?? 0 });
   }
   return out;
 }
