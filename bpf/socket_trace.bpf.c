@@ -25,9 +25,24 @@ char LICENSE[] SEC("license") = "GPL";
 #define MAX_IOV 8
 #define MAX_MMSG 16 /* messages reported per sendmmsg/recvmmsg */
 
+/* Records: one area per CPU (see struct area_ctl). Value size and entries are the loader's. */
+struct {
+  __uint(type, BPF_MAP_TYPE_ARRAY);
+  __uint(map_flags, BPF_F_MMAPABLE);
+  __uint(max_entries, 1);
+  __uint(key_size, sizeof(__u32));
+  __uint(value_size, 4096);
+} areas SEC(".maps");
+
+/* Bytes per CPU area minus one, a power of two minus one: set by the loader before load, so the
+ * verifier knows it as a constant and can bound a record's place in the element. */
+const volatile __u64 area_mask = 0;
+
+/* Carries no records, only wakeups of the reader (an empty 8-byte record each): the areas
+ * cannot wake a process, a ring buffer can. */
 struct {
   __uint(type, BPF_MAP_TYPE_RINGBUF);
-  __uint(max_entries, 8 << 20); /* the loader may resize before load */
+  __uint(max_entries, 64 << 10);
 } events SEC(".maps");
 
 /* The socket's tuple is cached: once TCP reaches CLOSE the kernel clears the local port, so
@@ -130,28 +145,21 @@ struct {
   __type(value, __u64);
 } counters SEC(".maps");
 
-/* Bytes this CPU wrote to the ring since it last checked the fill level (wakeup_flags). */
-#define WAKEUP_CHECK_BYTES (16 << 10)
-struct {
-  __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-  __uint(max_entries, 1);
-  __type(key, __u32);
-  __type(value, __u64);
-} unchecked_bytes SEC(".maps");
-
-/* Room to build one record: header + 2x the cap, so a verifier-visible bound holds for
- * "offset < cap, length <= cap" when copying several iovecs one after another. */
-struct scratch {
+/* A record as the programs build it in an area: the header, then room for 2x the cap, so a
+ * verifier-visible bound holds for "offset < cap, length <= cap" when copying several iovecs one
+ * after another (AREA_SLACK covers it; only cap_len bytes are ever written). */
+struct record {
   struct sock_event ev;
   __u8 data[2 * SOCK_TRACE_MAX_CAP];
 };
+_Static_assert(sizeof(struct area_ctl) == 128, "area_ctl layout");
+_Static_assert(AREA_SLACK >= sizeof(struct record), "a record must fit in the slack");
+_Static_assert(__builtin_offsetof(struct sock_event, cap_len) == 40, "the reader (native/src/bpf_area_reader.h) reads cap_len there");
 
-struct {
-  __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-  __uint(max_entries, 1);
-  __type(key, __u32);
-  __type(value, struct scratch);
-} scratch SEC(".maps");
+/* The most a record takes in an area: room is checked for this before a record is started. */
+#define RECORD_MAX (sizeof(struct sock_event) + SOCK_TRACE_MAX_CAP)
+/* Bytes a CPU writes between two looks at its area's fill level. */
+#define WAKEUP_CHECK_BYTES (16 << 10)
 
 static __always_inline void count(__u32 idx) {
   __u64 *v = bpf_map_lookup_elem(&counters, &idx);
@@ -282,9 +290,44 @@ static __always_inline void fill_tuple(struct sock_event *ev, struct sock *sk) {
   }
 }
 
-static __always_inline struct scratch *scratch_for(__u8 kind, struct task_struct *task, __u32 fd) {
-  __u32 zero = 0;
-  struct scratch *s = bpf_map_lookup_elem(&scratch, &zero);
+static __always_inline struct area_ctl *cpu_area(void) {
+  __u32 cpu = bpf_get_smp_processor_id();
+  return bpf_map_lookup_elem(&areas, &cpu);
+}
+
+/* Room for one record at the head of this CPU's area, or NULL (counted). Tracepoint programs
+ * cannot be preempted, so one CPU's area has one writer at a time; a TLS uprobe can be, in the
+ * middle of a record: it `claims` the area for the record (busy), and what runs on the CPU
+ * meanwhile finds it busy and loses its event, counted. */
+static __always_inline struct record *area_reserve(struct area_ctl *ctl, const bool claim) {
+  if (claim) {
+    if (__sync_val_compare_and_swap(&ctl->busy, 0, 1) != 0) {
+      count(CNT_AREA_BUSY);
+      return NULL;
+    }
+  } else if (ctl->busy) {
+    count(CNT_AREA_BUSY);
+    return NULL;
+  }
+  __u64 head = ctl->head;
+  if (head + RECORD_MAX > ctl->limit) {
+    /* Looked at only when the room known so far runs out: tail is on the reader's cache line. */
+    ctl->limit = *(volatile __u64 *)&ctl->tail + area_mask + 1;
+    if (head + RECORD_MAX > ctl->limit) {
+      if (claim) ctl->busy = 0;
+      count(CNT_RINGBUF_FULL);
+      return NULL;
+    }
+  }
+  return (struct record *)((void *)ctl + sizeof(struct area_ctl) + (head & area_mask));
+}
+
+/* Starts a record in this CPU's area (see area_reserve for `claim`) with the fields every
+ * record has; NULL when there is no room. */
+static __always_inline struct record *record_start(__u8 kind, struct task_struct *task, __u32 fd, const bool claim) {
+  struct area_ctl *ctl = cpu_area();
+  if (!ctl) return NULL;
+  struct record *s = area_reserve(ctl, claim);
   if (!s) return NULL;
   struct sock_event *ev = &s->ev;
   ev->kind = kind;
@@ -303,30 +346,40 @@ static __always_inline struct scratch *scratch_for(__u8 kind, struct task_struct
   return s;
 }
 
-/* A wakeup per event costs an irq_work (a self-IPI, expensive in VMs) and a reader wakeup: wake
- * only once wakeup_bytes are waiting; the reader drains on a short timer otherwise. The fill level
- * is looked at once per WAKEUP_CHECK_BYTES written by this CPU, not per event: reading it pulls
- * the consumer position's cache line from the reader's CPU, and while the ring stayed above the
- * threshold every event forced another irq_work. */
-static __always_inline __u64 wakeup_flags(__u64 size) {
-  struct sock_trace_config *cfg = get_config();
-  __u64 threshold = cfg ? cfg->wakeup_bytes : 0;
-  __u32 zero = 0;
-  __u64 *unchecked = bpf_map_lookup_elem(&unchecked_bytes, &zero);
-  if (unchecked) {
-    *unchecked += size;
-    if (*unchecked < WAKEUP_CHECK_BYTES && *unchecked < threshold) return BPF_RB_NO_WAKEUP;
-    *unchecked = 0;
-  }
-  return bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) + size >= threshold ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
+/* A claimed area given back without a record (a TLS write held for later). */
+static __always_inline void area_release(void) {
+  struct area_ctl *ctl = cpu_area();
+  if (ctl) ctl->busy = 0;
 }
 
-static __always_inline void submit(struct scratch *s) {
-  __u64 size = sizeof(struct sock_event) + s->ev.cap_len;
-  if (size > sizeof(struct scratch)) size = sizeof(struct scratch);
-  if (bpf_ringbuf_output(&events, s, size, wakeup_flags(size))) count(CNT_RINGBUF_FULL);
-  else count(CNT_EVENTS);
+/* Publishes the record started at the head of this CPU's area. A wakeup per record would cost an
+ * irq_work (a self-IPI, expensive in VMs) and a reader wakeup: the reader drains on a short timer
+ * and is woken early only once wakeup_bytes wait here, at most once per pass of its. */
+static __always_inline void submit_record(struct record *s, const bool claim) {
+  struct area_ctl *ctl = cpu_area();
+  if (!ctl) return;
+  __u32 cap_len = s->ev.cap_len;
+  if (cap_len > SOCK_TRACE_MAX_CAP) cap_len = SOCK_TRACE_MAX_CAP;
+  __u64 head = ctl->head + ((sizeof(struct sock_event) + cap_len + 7) & ~7ULL);
+  /* The record's stores before the head's: the reader trusts every byte below the head, and x86
+   * keeps stores in program order once the compiler does. */
+  asm volatile("" ::: "memory");
+  *(volatile __u64 *)&ctl->head = head;
+  if (claim) ctl->busy = 0;
+  count(CNT_EVENTS);
+  if (head < ctl->check_at) return;
+  ctl->check_at = head + WAKEUP_CHECK_BYTES;
+  struct sock_trace_config *cfg = get_config();
+  __u64 threshold = cfg ? cfg->wakeup_bytes : 0;
+  __u64 pass = *(volatile __u64 *)&ctl->pass + 1;
+  if (head - *(volatile __u64 *)&ctl->tail >= threshold && ctl->kicked_pass != pass) {
+    ctl->kicked_pass = pass;
+    __u64 kick = 0;
+    bpf_ringbuf_output(&events, &kick, sizeof(kick), BPF_RB_FORCE_WAKEUP);
+  }
 }
+
+static __always_inline void submit(struct record *s) { submit_record(s, false); }
 
 /* Remembers a connected/accepted socket with its role; returns its socket_id. */
 static __always_inline __u64 remember_socket(__u64 key, __u8 role, const struct sock_event *ev, const struct sock *sk) {
@@ -428,7 +481,7 @@ struct {
 
 /* A TLS write whose socket is not known yet (Node encrypts into memory, then writes the
  * ciphertext itself): the event waits here, keyed by thread, for the thread's next socket send,
- * which names the socket. ev.socket_id holds the SSL* meanwhile. Layout = the head of a scratch. */
+ * which names the socket. ev.socket_id holds the SSL* meanwhile. Layout = the head of a record. */
 struct tls_pending {
   struct sock_event ev;
   __u8 data[SOCK_TRACE_MAX_CAP];
@@ -551,7 +604,7 @@ static __always_inline int enter_send(__u32 fd, __u64 buf, __u32 vlen, __u8 sys,
 }
 
 /* Copies up to cap - off bytes of src to data[off]; returns the bytes copied. */
-static __always_inline __u32 copy_user(struct scratch *s, __u32 off, __u64 src, __u64 len, __u32 cap) {
+static __always_inline __u32 copy_user(struct record *s, __u32 off, __u64 src, __u64 len, __u32 cap) {
   if (off >= cap || off >= SOCK_TRACE_MAX_CAP) return 0;
   __u64 n = len;
   if (n > cap - off) n = cap - off;
@@ -568,7 +621,7 @@ static __always_inline __u32 copy_user(struct scratch *s, __u32 off, __u64 src, 
   return (__u32)n;
 }
 
-static __always_inline __u32 copy_iov(struct scratch *s, __u64 iov_ptr, __u32 iovcnt, __u64 total, __u32 cap) {
+static __always_inline __u32 copy_iov(struct record *s, __u64 iov_ptr, __u32 iovcnt, __u64 total, __u32 cap) {
   __u32 off = 0;
   __u64 left = total;
   /* The iovec array in one read (the kernel just read it, so it is all readable): each user
@@ -596,17 +649,29 @@ static __always_inline __u32 copy_iov(struct scratch *s, __u64 iov_ptr, __u32 io
  * bytes and, for unconnected UDP, peer), up to MAX_MMSG; the rest are counted as lost. The loop
  * runs through bpf_loop: its body is verified once, not once per iteration. */
 struct mmsg_walk {
-  struct scratch *s;
+  struct record *s; /* the record being built: each message's starts as a copy of the last's */
   __u64 vec;
   __u32 cap;
+  __u32 n;
   __u16 remote_port;
   __u8 remote_addr[16];
 };
 
 static long mmsg_one(__u32 i, void *arg) {
   struct mmsg_walk *w = arg;
-  struct scratch *s = w->s;
+  struct record *s = w->s;
   if (!s) return 1;
+  if (i > 0) {
+    struct area_ctl *ctl = cpu_area();
+    struct record *next = ctl ? area_reserve(ctl, false) : NULL;
+    if (!next) {
+      if (w->n > i + 1) count_n(CNT_RINGBUF_FULL, w->n - i - 1); /* area_reserve counted this one */
+      return 1;
+    }
+    __builtin_memcpy(&next->ev, &s->ev, sizeof(struct sock_event));
+    s = next;
+    w->s = next;
+  }
   struct sock_event *ev = &s->ev;
   struct mmsghdr mm;
   if (bpf_probe_read_user(&mm, sizeof(mm), (const void *)(w->vec + (__u64)i * sizeof(struct mmsghdr)))) {
@@ -622,10 +687,10 @@ static long mmsg_one(__u32 i, void *arg) {
   return 0;
 }
 
-static __always_inline void submit_mmsg(struct scratch *s, __u64 vec, long ret, __u32 cap) {
-  struct mmsg_walk w = { .s = s, .vec = vec, .cap = cap, .remote_port = s->ev.remote_port };
-  __builtin_memcpy(w.remote_addr, s->ev.remote_addr, 16);
+static __always_inline void submit_mmsg(struct record *s, __u64 vec, long ret, __u32 cap) {
   __u32 n = ret > MAX_MMSG ? MAX_MMSG : (__u32)ret;
+  struct mmsg_walk w = { .s = s, .vec = vec, .cap = cap, .n = n, .remote_port = s->ev.remote_port };
+  __builtin_memcpy(w.remote_addr, s->ev.remote_addr, 16);
   bpf_loop(n, mmsg_one, &w, 0);
   if (ret > MAX_MMSG) count_n(CNT_MMSG_UNREPORTED, ret - MAX_MMSG);
 }
@@ -651,7 +716,7 @@ static __always_inline int emit_io(long ret, const struct active_io *a, struct t
     sk = inet_sock_of_fd(task, a->fd);
     if (!sk || (hook_sk && (__u64)sk != (__u64)hook_sk)) return 0;
   }
-  struct scratch *s = scratch_for(SOCK_EVENT_DATA, task, a->fd);
+  struct record *s = record_start(SOCK_EVENT_DATA, task, a->fd, false);
   if (!s) return 0;
   struct sock_event *ev = &s->ev;
   describe_socket(ev, info, sk, key);
@@ -844,7 +909,7 @@ static __always_inline int emit_lifecycle(struct task_struct *task, __u8 kind, _
   struct sock *sk = inet_sock_of_fd(task, fd);
   if (!sk) return 0;
   __u64 key = fd_key(task->tgid, fd);
-  struct scratch *s = scratch_for(kind, task, fd);
+  struct record *s = record_start(kind, task, fd, false);
   if (!s) return 0;
   fill_tuple(&s->ev, sk);
   s->ev.socket_id = remember_socket(key, role, &s->ev, sk);
@@ -905,7 +970,7 @@ static __always_inline int enter_close_common(__u32 fd) {
   }
   struct sock_info *info = bpf_map_lookup_elem(&socket_info, &key);
   if (!info) return 0;
-  struct scratch *s = scratch_for(SOCK_EVENT_CLOSE, task, fd);
+  struct record *s = record_start(SOCK_EVENT_CLOSE, task, fd, false);
   if (!s) {
     bpf_map_delete_elem(&socket_info, &key);
     return 0;
@@ -1025,7 +1090,7 @@ static __always_inline int tls_exit(struct pt_regs *ctx) {
   }
   if (fd < 0) {
     /* A write on an SSL whose socket is unknown: hold it until the thread sends on a socket. */
-    struct scratch *s = scratch_for(SOCK_EVENT_DATA, task, 0);
+    struct record *s = record_start(SOCK_EVENT_DATA, task, 0, true);
     if (!s) return 0;
     struct sock_event *ev = &s->ev;
     ev->socket_id = c.ssl;
@@ -1041,11 +1106,9 @@ static __always_inline int tls_exit(struct pt_regs *ctx) {
     ev->syscall_len = len > 0xffffffffULL ? 0xffffffff : (__u32)len;
     if (bpf_map_update_elem(&tls_pending, &pid_tgid, s, BPF_ANY)) count(CNT_TLS_NO_FD);
     else if (st) st->tls |= TLS_PENDING;
+    area_release();
     return 0;
   }
-  struct scratch *s = scratch_for(SOCK_EVENT_DATA, task, (__u32)fd);
-  if (!s) return 0;
-  struct sock_event *ev = &s->ev;
   __u64 key = fd_key(tgid, (__u32)fd);
   struct sock_info *info = bpf_map_lookup_elem(&socket_info, &key);
   struct sock *sk = NULL;
@@ -1056,6 +1119,9 @@ static __always_inline int tls_exit(struct pt_regs *ctx) {
       return 0;
     }
   }
+  struct record *s = record_start(SOCK_EVENT_DATA, task, (__u32)fd, true);
+  if (!s) return 0;
+  struct sock_event *ev = &s->ev;
   describe_socket(ev, info, sk, key);
   info = bpf_map_lookup_elem(&socket_info, &key);
   if (info) info->tls = 1;
@@ -1069,7 +1135,7 @@ static __always_inline int tls_exit(struct pt_regs *ctx) {
   if (cap > SOCK_TRACE_MAX_CAP) cap = SOCK_TRACE_MAX_CAP;
   ev->cap_len = copy_user(s, 0, c.buf, len, cap);
   ev->syscall_len = len > 0xffffffffULL ? 0xffffffff : (__u32)len;
-  submit(s);
+  submit_record(s, true);
   return 0;
 }
 
@@ -1101,8 +1167,8 @@ static __always_inline void complete_tls_pending(struct task_struct *task, __u32
   p->ev.fd = fd;
   __u64 size = sizeof(struct sock_event) + p->ev.cap_len;
   if (size > sizeof(struct tls_pending)) size = sizeof(struct tls_pending);
-  if (bpf_ringbuf_output(&events, p, size, 0)) count(CNT_RINGBUF_FULL);
-  else count(CNT_EVENTS);
+  struct record *s = record_start(SOCK_EVENT_DATA, task, fd, false);
+  if (s && bpf_probe_read_kernel(s, size, p) == 0) submit(s);
   bpf_map_delete_elem(&tls_pending, &pid_tgid);
   st->tls &= ~TLS_PENDING;
 }

@@ -4,7 +4,7 @@
 #ifndef FLOWTAP_SOCKET_TRACE_H
 #define FLOWTAP_SOCKET_TRACE_H
 
-/* Largest payload copied per event; a per-CPU scratch value must stay under 32 KiB. */
+/* Largest payload copied per event. */
 #define SOCK_TRACE_MAX_CAP 8192
 
 enum sock_event_kind {
@@ -40,6 +40,7 @@ enum sock_counter {
   CNT_EVENTS = 4,          /* events written to the ring buffer */
   CNT_TLS_NO_FD = 5,       /* TLS call whose socket could not be found: the plaintext is lost */
   CNT_MMSG_UNREPORTED = 6, /* messages of a sendmmsg/recvmmsg past the per-call limit: not reported */
+  CNT_AREA_BUSY = 7,       /* the CPU's record area was held by a preempted TLS probe: the event is lost */
   CNT_MAX = 8,
 };
 
@@ -66,7 +67,31 @@ struct sock_event {
   __u8 remote_addr[16];
   char comm[16];      /* the process's (thread group leader's) comm */
 };
-/* sizeof(struct sock_event) == 104; data[cap_len] follows it in the ring buffer record. */
+/* sizeof(struct sock_event) == 104; data[cap_len] follows it in the record. */
+
+/* Records go to a per-CPU area of one memory-mapped array map (`areas`, one element per possible
+ * CPU): the programs write each record in place and move the area's head; the reader takes
+ * records below the head and moves the tail. No lock, no helper call and no second copy per
+ * event, and no cache line shared between CPUs, which bpf_ringbuf_output has (its lock and
+ * positions). An element is this control block, then the area (a power of two the loader
+ * chooses), then AREA_SLACK bytes where a record that starts near the end of the area runs on
+ * instead of wrapping, so that every record is contiguous. A record is a struct sock_event and
+ * its cap_len captured bytes, padded to 8 bytes. */
+struct area_ctl {
+  /* Written by this CPU's programs. */
+  __u64 head;        /* bytes of records written, ever (the reader takes those below it) */
+  __u64 limit;       /* head may grow to this without looking at tail again (tail + area bytes) */
+  __u64 check_at;    /* head at which the fill level is looked at next (the reader's wakeup) */
+  __u64 kicked_pass; /* the reader's pass + 1 at the last wakeup: one wakeup per pass at most */
+  __u64 busy;        /* a TLS probe (preemptible) is writing a record here */
+  __u64 pad1[3];
+  /* Written by the reader, on its own cache line. */
+  __u64 tail;        /* bytes of records taken, ever */
+  __u64 pass;        /* the reader's passes over the areas */
+  __u64 pad2[6];
+};
+/* sizeof(struct area_ctl) == 128: the area starts right after it. */
+#define AREA_SLACK (20480 - 128) /* >= sizeof(struct sock_event) + 2 * SOCK_TRACE_MAX_CAP; keeps elements page-sized */
 
 struct sock_trace_config {
   __u32 cap_bytes;    /* bytes copied per event, <= SOCK_TRACE_MAX_CAP */

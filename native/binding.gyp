@@ -9,6 +9,7 @@
         "src/af_packet_socket.cc",
         "src/ebpf_util.cc",
         "src/bpf_ring_reader.cc",
+        "src/bpf_area_reader.cc",
         "src/ebpf_socket_tracer.cc",
         "src/ebpf_profiler.cc"
       ],

@@ -8,7 +8,10 @@ export interface EbpfSocketTracerOptions {
   objectPath?: string;
   /** Payload bytes copied per syscall (0..8192). Default 4096. */
   capBytes?: number;
-  /** Ring buffer size in bytes, rounded up to a power of two. Default 8 MiB. */
+  /**
+   * Bytes of each CPU's record area (the tracer's ring, one per possible CPU), rounded up to a
+   * power of two, 64 KiB to 256 MiB. Default 2 MiB.
+   */
   ringBytes?: number;
   /** Sockets tracked at once (kernel hash map entries). Default 65536. */
   socketMapEntries?: number;
@@ -19,13 +22,13 @@ export interface EbpfSocketTracerOptions {
   /** Largest batch handed to JS, bytes. Default 1 MiB. */
   batchBytes?: number;
   /**
-   * The kernel wakes the reader only when this many bytes wait in the ring (default a quarter of
-   * the ring); below that the reader drains every flushIntervalMs. Waking per event costs more
+   * The kernel wakes the reader only when this many bytes wait in a CPU's area (default a
+   * quarter of the area); below that the reader drains every flushIntervalMs. Waking per event costs more
    * than tracing it, and each wakeup is a self-IPI (a VM exit in a guest): at 10 ms drains the
    * timer keeps up with tens of MB/s, so wakeups are only for bursts.
    */
   wakeupBytes?: number;
-  /** Drain period, ms: the most an event waits in the ring at low rates. Default 10. */
+  /** Drain period, ms: the most an event waits in its area at low rates. Default 10. */
   flushIntervalMs?: number;
   /**
    * Where the syscall programs attach: 'raw' (raw_syscalls sys_enter/sys_exit through tp_btf,
@@ -45,7 +48,7 @@ export interface EbpfSocketTracerOptions {
 
 /** Running totals kept by the eBPF programs (summed over CPUs) and the loader. */
 export interface EbpfTracerCounters {
-  /** Events lost: the ring buffer was full (JS too slow or ring too small). */
+  /** Events lost: the CPU's record area was full (JS too slow or ringBytes too small). */
   ringbufFull: number;
   /** Sockets not remembered: socket map full (events still sent, role unknown on later ones). */
   socketMapFull: number;
@@ -53,7 +56,7 @@ export interface EbpfTracerCounters {
   activeMapFull: number;
   /** Payload copies that faulted on the user buffer (event sent without those bytes). */
   readUserFault: number;
-  /** Events written to the ring buffer. */
+  /** Events written to the record areas. */
   events: number;
   /** TLS reads/writes whose socket could not be found (plaintext lost). */
   tlsNoFd: number;
@@ -61,6 +64,10 @@ export interface EbpfTracerCounters {
   mmsgUnreported: number;
   /** Records larger than a batch (never with the shipped object). */
   oversize: number;
+  /** Events lost: a TLS probe preempted mid-record held the CPU's area. */
+  areaBusy: number;
+  /** Records the reader found malformed (never with the shipped object); the CPU's area was skipped to its head. */
+  areaCorrupt: number;
 }
 
 export interface EbpfMapCounts {
@@ -177,12 +184,12 @@ export class EbpfSocketTracer {
     return new EbpfSocketTracer(new Native({
       objectPath: opts.objectPath ?? DEFAULT_SOCKET_TRACE_OBJECT,
       capBytes: opts.capBytes ?? 4096,
-      ringBytes: opts.ringBytes ?? 8 << 20,
+      ringBytes: opts.ringBytes ?? 2 << 20,
       socketMapEntries: opts.socketMapEntries ?? 65536,
       pidMode: opts.pidMode === 'include' ? 1 : 0,
       pids: opts.pids ?? [],
       batchBytes: opts.batchBytes ?? 1 << 20,
-      wakeupBytes: opts.wakeupBytes ?? Math.max(256 << 10, (opts.ringBytes ?? 8 << 20) >>> 2),
+      wakeupBytes: opts.wakeupBytes ?? (opts.ringBytes ?? 2 << 20) >>> 2,
       flushIntervalMs: opts.flushIntervalMs ?? 10,
       rawSyscalls: hook === 'raw' ? 1 : 0,
       sockHooks: opts.sockHooks === false ? 0 : 1,

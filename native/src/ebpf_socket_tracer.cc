@@ -35,6 +35,41 @@ constexpr uint32_t kMaxCap = 8192;
 constexpr size_t kRecordPrefix = 8;     // u32 record size, u32 payload offset
 constexpr size_t kEventHeader = 104;    // sizeof(struct sock_event); the captured bytes follow it
 constexpr size_t kEntryBytes = kRecordPrefix + kEventHeader;
+uint64_t MonotonicNs() {
+  timespec now;
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  return static_cast<uint64_t>(now.tv_sec) * 1000000000u + static_cast<uint64_t>(now.tv_nsec);
+}
+
+// Sets a `const volatile __u64` global of the object's .rodata before load (the verifier then
+// knows it as a constant). False when the object has no such variable.
+bool SetRodataU64(bpf_object* obj, const char* name, uint64_t value) {
+  const btf* types = bpf_object__btf(obj);
+  if (types == nullptr) return false;
+  bpf_map* rodata = nullptr;
+  bpf_map* map;
+  bpf_object__for_each_map(map, obj) {
+    const char* n = bpf_map__name(map);
+    size_t len = strlen(n);
+    if (bpf_map__is_internal(map) && len >= 7 && strcmp(n + len - 7, ".rodata") == 0) rodata = map;
+  }
+  int sec = btf__find_by_name_kind(types, ".rodata", BTF_KIND_DATASEC);
+  if (rodata == nullptr || sec < 0) return false;
+  const btf_type* t = btf__type_by_id(types, sec);
+  const btf_var_secinfo* vars = btf_var_secinfos(t);
+  size_t size = 0;
+  const uint8_t* initial = static_cast<const uint8_t*>(bpf_map__initial_value(rodata, &size));
+  if (initial == nullptr) return false;
+  for (uint16_t i = 0; i < btf_vlen(t); i++) {
+    const btf_type* var = btf__type_by_id(types, vars[i].type);
+    if (strcmp(btf__name_by_offset(types, var->name_off), name) != 0) continue;
+    if (vars[i].size != sizeof(value) || vars[i].offset + sizeof(value) > size) return false;
+    std::vector<uint8_t> data(initial, initial + size);
+    memcpy(data.data() + vars[i].offset, &value, sizeof(value));
+    return bpf_map__set_initial_value(rodata, data.data(), size) == 0;
+  }
+  return false;
+}
 
 uint32_t OptU32(const Napi::Object& o, const char* key, uint32_t dflt) {
   if (!o.Has(key) || o.Get(key).IsUndefined()) return dflt;
@@ -78,7 +113,7 @@ EbpfSocketTracer::EbpfSocketTracer(const Napi::CallbackInfo& info)
   Napi::Object o = info[0].As<Napi::Object>();
   if (!o.Has("objectPath") || !o.Get("objectPath").IsString()) throw Napi::TypeError::New(env, "objectPath expected");
   std::string path = o.Get("objectPath").As<Napi::String>().Utf8Value();
-  uint32_t ringBytes = OptU32(o, "ringBytes", 8u << 20);
+  uint32_t ringBytes = OptU32(o, "ringBytes", 2u << 20);
   uint32_t socketEntries = OptU32(o, "socketMapEntries", 65536);
   uint32_t wakeupBytes = OptU32(o, "wakeupBytes", 256u << 10);
   // Sends and receives are reported from sock/sock_{send,recv}_length (Linux 6.4+), which only
@@ -95,21 +130,28 @@ EbpfSocketTracer::EbpfSocketTracer(const Napi::CallbackInfo& info)
   batch_ = static_cast<uint8_t*>(malloc(batchSize_));
   if (batch_ == nullptr) throw Napi::Error::New(env, "out of memory");
   batchView_ = Napi::Persistent(Napi::Buffer<uint8_t>::New(env, batch_, batchSize_, [](Napi::Env, uint8_t* p) { free(p); }));
-  // The ring buffer size must be a power of two multiple of the page size.
-  uint32_t ring = 4096;
-  while (ring < ringBytes && ring < (1u << 30)) ring <<= 1;
+  // Each CPU's record area is a power of two, 64 KiB to 256 MiB.
+  uint32_t areaBytes = 64u << 10;
+  while (areaBytes < ringBytes && areaBytes < (256u << 20)) areaBytes <<= 1;
+  int cpus = libbpf_num_possible_cpus();
 
   EnsureTracefs();
   LibbpfLog log;
   obj_ = bpf_object__open_file(path.c_str(), nullptr);
   if (obj_ == nullptr) ThrowErrno(env, errno, "open " + path, log.text());
   bpf_map* events = bpf_object__find_map_by_name(obj_, "events");
+  bpf_map* areas = bpf_object__find_map_by_name(obj_, "areas");
   bpf_map* socketInfo = bpf_object__find_map_by_name(obj_, "socket_info");
-  if (events == nullptr || socketInfo == nullptr) {
+  if (events == nullptr || areas == nullptr || socketInfo == nullptr || cpus <= 0) {
     Release();
-    ThrowErrno(env, EINVAL, "object lacks the events/socket_info maps", "");
+    ThrowErrno(env, EINVAL, "object lacks the events/areas/socket_info maps", "");
   }
-  bpf_map__set_max_entries(events, ring);
+  if (bpf_map__set_max_entries(areas, static_cast<uint32_t>(cpus)) ||
+      bpf_map__set_value_size(areas, static_cast<uint32_t>(BpfAreaReader::ElementBytes(areaBytes))) ||
+      !SetRodataU64(obj_, "area_mask", areaBytes - 1)) {
+    Release();
+    ThrowErrno(env, EINVAL, "size the record areas", "");
+  }
   bpf_map__set_max_entries(socketInfo, socketEntries);
   // Two sets of syscall programs: raw_sys_enter/raw_sys_exit on the raw_syscalls tracepoints
   // (x86-64 numbers) or one program per syscalls/ tracepoint. Load only the chosen set; the
@@ -159,9 +201,13 @@ EbpfSocketTracer::EbpfSocketTracer(const Napi::CallbackInfo& info)
     }
   }
 
-  if (int e = ring_.Open(bpf_map__fd(events), ring)) {
+  if (int e = ring_.Open(bpf_map__fd(events), bpf_map__max_entries(events))) {
     Release();
-    ThrowErrno(env, e, "mmap the ring buffer", log.text());
+    ThrowErrno(env, e, "mmap the wakeup ring", log.text());
+  }
+  if (int e = areas_.Open(bpf_map__fd(areas), static_cast<uint32_t>(cpus), areaBytes)) {
+    Release();
+    ThrowErrno(env, e, "mmap the record areas", log.text());
   }
   bpf_program* prog;
   bpf_object__for_each_program(prog, obj_) {
@@ -217,6 +263,7 @@ void EbpfSocketTracer::Release() {
   for (bpf_link* l : links_) bpf_link__destroy(l);
   links_.clear();
   ring_.Close();
+  areas_.Close();
   if (obj_ != nullptr) bpf_object__close(obj_);
   obj_ = nullptr;
   countersFd_ = socketInfoFd_ = configFd_ = pidFilterFd_ = -1;
@@ -282,10 +329,12 @@ void EbpfSocketTracer::Deliver() {
 
 uint32_t EbpfSocketTracer::DrainRing() {
   uint32_t total = 0;
-  // Bounded so a flood cannot starve the event loop; the map fd stays readable for the rest.
-  for (int pass = 0; pass < 16 && !closed_ && ring_.open(); pass++) {
+  // The ring only wakes this reader: its records are empty.
+  if (ring_.open()) ring_.Consume([](const uint8_t*, uint32_t) { return true; });
+  // Bounded so a flood cannot starve the event loop; the timer comes back for the rest.
+  for (int pass = 0; pass < 16 && !closed_ && areas_.open(); pass++) {
     batchFull_ = false;
-    ring_.Consume([this](const uint8_t* data, uint32_t size) { return TakeRecord(data, size); });
+    areas_.Consume(MonotonicNs(), [this](const uint8_t* data, uint32_t size) { return TakeRecord(data, size); });
     total += batchCount_;
     Deliver();
     if (!batchFull_) break;
@@ -329,7 +378,7 @@ Napi::Value EbpfSocketTracer::Drain(const Napi::CallbackInfo& info) {
 Napi::Value EbpfSocketTracer::Counters(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Object out = Napi::Object::New(env);
-  static const char* kNames[] = {"ringbufFull", "socketMapFull", "activeMapFull", "readUserFault", "events", "tlsNoFd", "mmsgUnreported"};
+  static const char* kNames[] = {"ringbufFull", "socketMapFull", "activeMapFull", "readUserFault", "events", "tlsNoFd", "mmsgUnreported", "areaBusy"};
   int cpus = libbpf_num_possible_cpus();
   std::vector<uint64_t> values(cpus > 0 ? cpus : 1);
   for (uint32_t i = 0; i < sizeof(kNames) / sizeof(kNames[0]); i++) {
@@ -340,6 +389,7 @@ Napi::Value EbpfSocketTracer::Counters(const Napi::CallbackInfo& info) {
     out.Set(kNames[i], Napi::Number::New(env, static_cast<double>(sum)));
   }
   out.Set("oversize", Napi::Number::New(env, static_cast<double>(oversize_)));
+  out.Set("areaCorrupt", Napi::Number::New(env, static_cast<double>(areas_.corrupt())));
   return out;
 }
 
@@ -554,6 +604,7 @@ Napi::Value EbpfSocketTracer::Close(const Napi::CallbackInfo& info) {
       handles_ = nullptr;
     }
     ring_.Close();
+    areas_.Close();
     DetachInBackground(std::move(links_), obj_);
     links_.clear();
     obj_ = nullptr;

@@ -1,6 +1,7 @@
 // JS binding of the eBPF socket tracer (bpf/socket_trace.bpf.c): opens the CO-RE object with
 // libbpf, sizes and seeds its maps, attaches every syscall tracepoint program, and delivers the
-// ring buffer to JS in batches from a libuv poll handle on the ring buffer map.
+// records of its per-CPU areas to JS in batches, from a timer and from a libuv poll handle on the
+// ring buffer the programs wake it through.
 #pragma once
 #include <napi.h>
 #include <uv.h>
@@ -9,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "bpf_area_reader.h"
 #include "bpf_ring_reader.h"
 
 struct bpf_object;
@@ -58,7 +60,8 @@ class EbpfSocketTracer : public Napi::ObjectWrap<EbpfSocketTracer> {
   bpf_object* obj_ = nullptr;
   std::vector<bpf_link*> links_;
   std::vector<std::string> tlsFiles_;  // "dev:inode" of files with TLS uprobes
-  BpfRingReader ring_;
+  BpfRingReader ring_;   // wakeups only
+  BpfAreaReader areas_;  // the records
   int countersFd_ = -1;
   int socketInfoFd_ = -1;
   uint32_t socketInfoValueSize_ = 0;

@@ -14,7 +14,7 @@ export interface EbpfCollectorConfig {
   socketTracer?: boolean;
   /** Payload bytes captured per syscall, 0..8192. Default 4096. */
   capBytes?: number;
-  /** Ring buffer bytes. Default 8 MiB. */
+  /** Bytes of each CPU's record area (see EbpfSocketTracerOptions.ringBytes). Default 2 MiB. */
   ringBytes?: number;
   /** Wake the reader once this many bytes wait in the ring (see EbpfSocketTracerOptions.wakeupBytes). */
   wakeupBytes?: number;
@@ -177,7 +177,8 @@ export class EbpfCollector {
 
   /**
    * Events lost or dropped, by reason (running totals):
-   * ringbuf_full (kernel ring full: event lost), active_map_full (syscall not traced),
+   * ringbuf_full (the CPU's record area was full: event lost), area_busy (a preempted TLS probe
+   * held the CPU's area: event lost), area_corrupt (malformed records skipped), active_map_full (syscall not traced),
    * socket_map_full (socket not remembered), read_user_fault (payload not captured),
    * tls_no_fd (TLS plaintext whose socket was not found: lost),
    * mmsg_unreported (messages of a sendmmsg/recvmmsg past the first 16 of the call: lost),
@@ -195,6 +196,8 @@ export class EbpfCollector {
       tls_no_fd: c?.tlsNoFd ?? 0,
       mmsg_unreported: c?.mmsgUnreported ?? 0,
       oversize_payload: c?.oversize ?? 0,
+      area_busy: c?.areaBusy ?? 0,
+      area_corrupt: c?.areaCorrupt ?? 0,
       ...this.decoder.drops,
     };
   }

@@ -54,15 +54,15 @@ export function rowsOf(batch: SocketDataBatch): Row[] {
 }
 
 /**
- * A collector whose rows go through the wire encoding (encode + decode) into `rows`. Its ring is
- * 64 MiB unless the config says otherwise: test files run two at a time, and a collector that
- * traces every process also receives the other file's traffic (socket-burst's 100k connections),
- * which an 8 MiB ring did not always hold while the test's own process was busy.
+ * A collector whose rows go through the wire encoding (encode + decode) into `rows`. Its record
+ * areas are 32 MiB a CPU unless the config says otherwise: test files run two at a time, and a
+ * collector that traces every process also receives the other file's traffic (socket-burst's 100k
+ * connections), which an 8 MiB ring did not always hold while the test's own process was busy.
  */
 export function collectRows(config: EbpfCollectorConfig, keep: (r: Row) => boolean = () => true): { collector: EbpfCollector; rows: Row[] } {
   const rows: Row[] = [];
   const decoded = new SocketDataBatch();
-  const collector = EbpfCollector.start({ ringBytes: 64 << 20, ...config }, (batch) => {
+  const collector = EbpfCollector.start({ ringBytes: 32 << 20, ...config }, (batch) => {
     if (!decoded.decode(batch.encode())) throw new Error('SocketDataBatch did not round-trip');
     for (const r of rowsOf(decoded)) if (keep(r)) rows.push(r);
   });
@@ -154,8 +154,8 @@ export async function startTcpdump(filter: string, bufferKiB?: number): Promise<
 /**
  * Runs `python3 -c script args` while `collector` traces and tcpdump records `filter` on lo. Then
  * drains and closes the collector before the caller reads the capture: tshark (execFileSync)
- * blocks this event loop, and the ring would overflow with what the machine does meanwhile.
- * `lost`: events the ring dropped while tracing.
+ * blocks this event loop, and the record areas would overflow with what the machine does meanwhile.
+ * `lost`: events dropped for want of room while tracing.
  */
 export async function tracePython(collector: EbpfCollector, filter: string, script: string, args: string[]):
   Promise<{ py: { code: number; stdout: string; stderr: string; pid: number }; pcap: string; lost: number }> {

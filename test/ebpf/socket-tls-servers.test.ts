@@ -8,7 +8,7 @@
 // after it (TLS 1.3): the uprobe belongs to libssl's inode, so a process that maps the library
 // later is covered without a rescan. The oracle is tshark decrypting tcpdump's capture with the
 // clients' key logs. The collector traces only the test's servers and clients (include mode, each
-// added before it makes its first TLS call): the ring is the machine's, and another test's burst
+// added before it makes its first TLS call): the record areas are the machine's, and another test's burst
 // must not cost this one its rows.
 //
 // openssl s_server is tested in its default mode (stdin/stdout relay), where apps/s_server.c's

@@ -82,7 +82,7 @@ maybe('HTTPS from curl and from a Node https client to a Node https server appea
       t.true(got.some((r) => r.payload.toString('latin1').startsWith('HTTP/1.1 200 OK')), `${comm}: plaintext response traced`);
       t.true(got.some((r) => r.payload.toString('latin1').includes(`hello ${uri}`)), `${comm}: plaintext body traced`);
       // Once the socket is known as TLS, no ciphertext of it is reported as application data. In
-      // ring order (program order for one thread): what the check is about, whatever the clocks.
+      // delivery order, which is program order for one thread although it moves between CPUs.
       const firstTls = mine.findIndex((r) => r.isTls === 1);
       t.false(mine.some((r, i) => r.kind === 1 && !r.isTls && i > firstTls), `${comm}: no ciphertext after the plaintext`);
       // The server side: node read the same request in plaintext, with its own pid.
