@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { ebpfStatus } from '../../native/ebpf';
-import { collectRows, run, Row } from './helpers';
+import { collectRows, run, Row, waitFor } from './helpers';
 
 const available = ebpfStatus();
 const maybe = available.available && process.arch === 'x64' ? test.serial : test.serial.skip;
@@ -23,9 +23,11 @@ for (const hook of ['tracepoints', 'raw'] as const) maybe(`a 32-bit read in a 64
   try {
     const child = await run(bin, []);
     t.is(child.code, 0, child.stderr);
-    await new Promise((r) => setTimeout(r, 100));
-    collector.drain();
     const [, serverPort] = child.stdout.trim().split(' ').map(Number);
+    // Another test file may flood the machine meanwhile (this collector traces every process):
+    // wait for the server socket's close rather than for one drain to reach it.
+    await waitFor(() => rows.some((r: Row) => r.pid === child.pid && r.localPort === serverPort && r.kind === KIND_CLOSE), 10_000);
+    collector.drain();
     const server = rows.filter((r: Row) => r.pid === child.pid && r.localPort === serverPort && r.kind !== KIND_ACCEPT);
     const accepted = rows.find((r: Row) => r.pid === child.pid && r.kind === KIND_ACCEPT && r.localPort === serverPort);
     t.truthy(accepted, 'the accepted socket is traced');
