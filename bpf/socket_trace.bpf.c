@@ -38,8 +38,9 @@ struct {
  * verifier knows it as a constant and can bound a record's place in the element. */
 const volatile __u64 area_mask = 0;
 
-/* Carries no records, only wakeups of the reader (an empty 8-byte record each): the areas
- * cannot wake a process, a ring buffer can. */
+/* The TLS uprobes' records (a uprobe can be preempted in the middle of a record: the ring's
+ * reserve and commit are safe against that, an area is not), and the reader's wakeups (empty
+ * 8-byte records): the areas cannot wake a process. The loader sizes it. */
 struct {
   __uint(type, BPF_MAP_TYPE_RINGBUF);
   __uint(max_entries, 64 << 10);
@@ -155,6 +156,20 @@ struct record {
 _Static_assert(sizeof(struct area_ctl) == 128, "area_ctl layout");
 _Static_assert(AREA_SLACK >= sizeof(struct record), "a record must fit in the slack");
 _Static_assert(__builtin_offsetof(struct sock_event, cap_len) == 40, "the reader (native/src/bpf_area_reader.h) reads cap_len there");
+
+/* Where a TLS uprobe builds its record before bpf_ringbuf_output. `busy`: a preempted uprobe is
+ * building one here; another uprobe on the CPU meanwhile loses its plaintext, counted. */
+struct tls_scratch {
+  __u64 busy;
+  struct record rec;
+};
+
+struct {
+  __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+  __uint(max_entries, 1);
+  __type(key, __u32);
+  __type(value, struct tls_scratch);
+} tls_scratch SEC(".maps");
 
 /* The most a record takes in an area: room is checked for this before a record is started. */
 #define RECORD_MAX (sizeof(struct sock_event) + SOCK_TRACE_MAX_CAP)
@@ -295,26 +310,13 @@ static __always_inline struct area_ctl *cpu_area(void) {
   return bpf_map_lookup_elem(&areas, &cpu);
 }
 
-/* Room for one record at the head of this CPU's area, or NULL (counted). Tracepoint programs
- * cannot be preempted, so one CPU's area has one writer at a time; a TLS uprobe can be, in the
- * middle of a record: it `claims` the area for the record (busy), and what runs on the CPU
- * meanwhile finds it busy and loses its event, counted. */
-static __always_inline struct record *area_reserve(struct area_ctl *ctl, const bool claim) {
-  if (claim) {
-    if (__sync_val_compare_and_swap(&ctl->busy, 0, 1) != 0) {
-      count(CNT_AREA_BUSY);
-      return NULL;
-    }
-  } else if (ctl->busy) {
-    count(CNT_AREA_BUSY);
-    return NULL;
-  }
+/* Room for one record at the head of this CPU's area, or NULL (counted). */
+static __always_inline struct record *area_reserve(struct area_ctl *ctl) {
   __u64 head = ctl->head;
   if (head + RECORD_MAX > ctl->limit) {
     /* Looked at only when the room known so far runs out: tail is on the reader's cache line. */
     ctl->limit = *(volatile __u64 *)&ctl->tail + area_mask + 1;
     if (head + RECORD_MAX > ctl->limit) {
-      if (claim) ctl->busy = 0;
       count(CNT_RINGBUF_FULL);
       return NULL;
     }
@@ -322,13 +324,8 @@ static __always_inline struct record *area_reserve(struct area_ctl *ctl, const b
   return (struct record *)((void *)ctl + sizeof(struct area_ctl) + (head & area_mask));
 }
 
-/* Starts a record in this CPU's area (see area_reserve for `claim`) with the fields every
- * record has; NULL when there is no room. */
-static __always_inline struct record *record_start(__u8 kind, struct task_struct *task, __u32 fd, const bool claim) {
-  struct area_ctl *ctl = cpu_area();
-  if (!ctl) return NULL;
-  struct record *s = area_reserve(ctl, claim);
-  if (!s) return NULL;
+/* The fields every record has. */
+static __always_inline void record_header(struct record *s, __u8 kind, struct task_struct *task, __u32 fd) {
   struct sock_event *ev = &s->ev;
   ev->kind = kind;
   ev->pid = task->tgid;
@@ -343,19 +340,21 @@ static __always_inline struct record *record_start(__u8 kind, struct task_struct
   /* The process's name (its main thread's comm), as process_kname: worker threads rename
    * themselves. Read through the BTF task pointer: plain loads, no probe-read helpers. */
   __builtin_memcpy(ev->comm, task->group_leader->comm, sizeof(ev->comm));
-  return s;
 }
 
-/* A claimed area given back without a record (a TLS write held for later). */
-static __always_inline void area_release(void) {
+/* Starts a record in this CPU's area (tracepoint programs only); NULL when there is no room. */
+static __always_inline struct record *record_start(__u8 kind, struct task_struct *task, __u32 fd) {
   struct area_ctl *ctl = cpu_area();
-  if (ctl) ctl->busy = 0;
+  if (!ctl) return NULL;
+  struct record *s = area_reserve(ctl);
+  if (s) record_header(s, kind, task, fd);
+  return s;
 }
 
 /* Publishes the record started at the head of this CPU's area. A wakeup per record would cost an
  * irq_work (a self-IPI, expensive in VMs) and a reader wakeup: the reader drains on a short timer
  * and is woken early only once wakeup_bytes wait here, at most once per pass of its. */
-static __always_inline void submit_record(struct record *s, const bool claim) {
+static __always_inline void submit(struct record *s) {
   struct area_ctl *ctl = cpu_area();
   if (!ctl) return;
   __u32 cap_len = s->ev.cap_len;
@@ -365,7 +364,6 @@ static __always_inline void submit_record(struct record *s, const bool claim) {
    * keeps stores in program order once the compiler does. */
   asm volatile("" ::: "memory");
   *(volatile __u64 *)&ctl->head = head;
-  if (claim) ctl->busy = 0;
   count(CNT_EVENTS);
   if (head < ctl->check_at) return;
   ctl->check_at = head + WAKEUP_CHECK_BYTES;
@@ -379,7 +377,33 @@ static __always_inline void submit_record(struct record *s, const bool claim) {
   }
 }
 
-static __always_inline void submit(struct record *s) { submit_record(s, false); }
+/* A TLS uprobe's record: built in this CPU's TLS scratch, claimed against another uprobe that
+ * runs while this one is preempted; NULL (counted) when it is held. tls_release gives it back. */
+static __always_inline struct tls_scratch *tls_record_start(struct task_struct *task, __u32 fd) {
+  __u32 zero = 0;
+  struct tls_scratch *t = bpf_map_lookup_elem(&tls_scratch, &zero);
+  if (!t) return NULL;
+  if (__sync_val_compare_and_swap(&t->busy, 0, 1) != 0) {
+    count(CNT_TLS_BUSY);
+    return NULL;
+  }
+  record_header(&t->rec, SOCK_EVENT_DATA, task, fd);
+  return t;
+}
+
+static __always_inline void tls_release(struct tls_scratch *t) { t->busy = 0; }
+
+/* Sends a TLS record through the ring (the reader merges it with the areas by timestamp). */
+static __always_inline void tls_submit(struct tls_scratch *t) {
+  __u64 size = sizeof(struct sock_event) + t->rec.ev.cap_len;
+  if (size > sizeof(struct record)) size = sizeof(struct record);
+  struct sock_trace_config *cfg = get_config();
+  __u64 threshold = cfg ? cfg->wakeup_bytes : 0;
+  __u64 flags = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) + size >= threshold ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
+  if (bpf_ringbuf_output(&events, &t->rec, size, flags)) count(CNT_RINGBUF_FULL);
+  else count(CNT_EVENTS);
+  tls_release(t);
+}
 
 /* Remembers a connected/accepted socket with its role; returns its socket_id. */
 static __always_inline __u64 remember_socket(__u64 key, __u8 role, const struct sock_event *ev, const struct sock *sk) {
@@ -663,7 +687,7 @@ static long mmsg_one(__u32 i, void *arg) {
   if (!s) return 1;
   if (i > 0) {
     struct area_ctl *ctl = cpu_area();
-    struct record *next = ctl ? area_reserve(ctl, false) : NULL;
+    struct record *next = ctl ? area_reserve(ctl) : NULL;
     if (!next) {
       if (w->n > i + 1) count_n(CNT_RINGBUF_FULL, w->n - i - 1); /* area_reserve counted this one */
       return 1;
@@ -716,7 +740,7 @@ static __always_inline int emit_io(long ret, const struct active_io *a, struct t
     sk = inet_sock_of_fd(task, a->fd);
     if (!sk || (hook_sk && (__u64)sk != (__u64)hook_sk)) return 0;
   }
-  struct record *s = record_start(SOCK_EVENT_DATA, task, a->fd, false);
+  struct record *s = record_start(SOCK_EVENT_DATA, task, a->fd);
   if (!s) return 0;
   struct sock_event *ev = &s->ev;
   describe_socket(ev, info, sk, key);
@@ -909,7 +933,7 @@ static __always_inline int emit_lifecycle(struct task_struct *task, __u8 kind, _
   struct sock *sk = inet_sock_of_fd(task, fd);
   if (!sk) return 0;
   __u64 key = fd_key(task->tgid, fd);
-  struct record *s = record_start(kind, task, fd, false);
+  struct record *s = record_start(kind, task, fd);
   if (!s) return 0;
   fill_tuple(&s->ev, sk);
   s->ev.socket_id = remember_socket(key, role, &s->ev, sk);
@@ -970,7 +994,7 @@ static __always_inline int enter_close_common(__u32 fd) {
   }
   struct sock_info *info = bpf_map_lookup_elem(&socket_info, &key);
   if (!info) return 0;
-  struct record *s = record_start(SOCK_EVENT_CLOSE, task, fd, false);
+  struct record *s = record_start(SOCK_EVENT_CLOSE, task, fd);
   if (!s) {
     bpf_map_delete_elem(&socket_info, &key);
     return 0;
@@ -1090,8 +1114,9 @@ static __always_inline int tls_exit(struct pt_regs *ctx) {
   }
   if (fd < 0) {
     /* A write on an SSL whose socket is unknown: hold it until the thread sends on a socket. */
-    struct record *s = record_start(SOCK_EVENT_DATA, task, 0, true);
-    if (!s) return 0;
+    struct tls_scratch *t = tls_record_start(task, 0);
+    if (!t) return 0;
+    struct record *s = &t->rec;
     struct sock_event *ev = &s->ev;
     ev->socket_id = c.ssl;
     ev->is_tls = 1;
@@ -1106,7 +1131,7 @@ static __always_inline int tls_exit(struct pt_regs *ctx) {
     ev->syscall_len = len > 0xffffffffULL ? 0xffffffff : (__u32)len;
     if (bpf_map_update_elem(&tls_pending, &pid_tgid, s, BPF_ANY)) count(CNT_TLS_NO_FD);
     else if (st) st->tls |= TLS_PENDING;
-    area_release();
+    tls_release(t);
     return 0;
   }
   __u64 key = fd_key(tgid, (__u32)fd);
@@ -1119,8 +1144,9 @@ static __always_inline int tls_exit(struct pt_regs *ctx) {
       return 0;
     }
   }
-  struct record *s = record_start(SOCK_EVENT_DATA, task, (__u32)fd, true);
-  if (!s) return 0;
+  struct tls_scratch *t = tls_record_start(task, (__u32)fd);
+  if (!t) return 0;
+  struct record *s = &t->rec;
   struct sock_event *ev = &s->ev;
   describe_socket(ev, info, sk, key);
   info = bpf_map_lookup_elem(&socket_info, &key);
@@ -1135,7 +1161,7 @@ static __always_inline int tls_exit(struct pt_regs *ctx) {
   if (cap > SOCK_TRACE_MAX_CAP) cap = SOCK_TRACE_MAX_CAP;
   ev->cap_len = copy_user(s, 0, c.buf, len, cap);
   ev->syscall_len = len > 0xffffffffULL ? 0xffffffff : (__u32)len;
-  submit_record(s, true);
+  tls_submit(t);
   return 0;
 }
 
@@ -1167,7 +1193,7 @@ static __always_inline void complete_tls_pending(struct task_struct *task, __u32
   p->ev.fd = fd;
   __u64 size = sizeof(struct sock_event) + p->ev.cap_len;
   if (size > sizeof(struct tls_pending)) size = sizeof(struct tls_pending);
-  struct record *s = record_start(SOCK_EVENT_DATA, task, fd, false);
+  struct record *s = record_start(SOCK_EVENT_DATA, task, fd);
   if (s && bpf_probe_read_kernel(s, size, p) == 0) submit(s);
   bpf_map_delete_elem(&tls_pending, &pid_tgid);
   st->tls &= ~TLS_PENDING;

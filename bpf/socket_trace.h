@@ -40,7 +40,7 @@ enum sock_counter {
   CNT_EVENTS = 4,          /* events written to the ring buffer */
   CNT_TLS_NO_FD = 5,       /* TLS call whose socket could not be found: the plaintext is lost */
   CNT_MMSG_UNREPORTED = 6, /* messages of a sendmmsg/recvmmsg past the per-call limit: not reported */
-  CNT_AREA_BUSY = 7,       /* the CPU's record area was held by a preempted TLS probe: the event is lost */
+  CNT_TLS_BUSY = 7,        /* a TLS probe found the CPU's TLS scratch held by a preempted one: the plaintext is lost */
   CNT_MAX = 8,
 };
 
@@ -69,9 +69,11 @@ struct sock_event {
 };
 /* sizeof(struct sock_event) == 104; data[cap_len] follows it in the record. */
 
-/* Records go to a per-CPU area of one memory-mapped array map (`areas`, one element per possible
- * CPU): the programs write each record in place and move the area's head; the reader takes
- * records below the head and moves the tail. No lock, no helper call and no second copy per
+/* Records of the tracepoint programs go to a per-CPU area of one memory-mapped array map (`areas`,
+ * one element per possible CPU): the programs write each record in place and move the area's
+ * head; the reader takes records below the head and moves the tail. Tracepoint programs cannot
+ * be preempted, so an area has one writer at a time. (TLS uprobes can be: their records go
+ * through the `events` ring buffer.) No lock, no helper call and no second copy per
  * event, and no cache line shared between CPUs, which bpf_ringbuf_output has (its lock and
  * positions). An element is this control block, then the area (a power of two the loader
  * chooses), then AREA_SLACK bytes where a record that starts near the end of the area runs on
@@ -83,8 +85,7 @@ struct area_ctl {
   __u64 limit;       /* head may grow to this without looking at tail again (tail + area bytes) */
   __u64 check_at;    /* head at which the fill level is looked at next (the reader's wakeup) */
   __u64 kicked_pass; /* the reader's pass + 1 at the last wakeup: one wakeup per pass at most */
-  __u64 busy;        /* a TLS probe (preemptible) is writing a record here */
-  __u64 pad1[3];
+  __u64 pad1[4];
   /* Written by the reader, on its own cache line. */
   __u64 tail;        /* bytes of records taken, ever */
   __u64 pass;        /* the reader's passes over the areas */

@@ -9,8 +9,8 @@ export interface EbpfSocketTracerOptions {
   /** Payload bytes copied per syscall (0..8192). Default 4096. */
   capBytes?: number;
   /**
-   * Bytes of each CPU's record area (the tracer's ring, one per possible CPU), rounded up to a
-   * power of two, 64 KiB to 256 MiB. Default 2 MiB.
+   * Bytes of each CPU's record area (one per possible CPU), rounded up to a power of two, 64 KiB
+   * to 256 MiB; the TLS probes' ring buffer gets as much. Default 2 MiB.
    */
   ringBytes?: number;
   /** Sockets tracked at once (kernel hash map entries). Default 65536. */
@@ -64,8 +64,8 @@ export interface EbpfTracerCounters {
   mmsgUnreported: number;
   /** Records larger than a batch (never with the shipped object). */
   oversize: number;
-  /** Events lost: a TLS probe preempted mid-record held the CPU's area. */
-  areaBusy: number;
+  /** TLS plaintext lost: a TLS probe found its CPU's TLS scratch held by a preempted one. */
+  tlsBusy: number;
   /** Records the reader found malformed (never with the shipped object); the CPU's area was skipped to its head. */
   areaCorrupt: number;
 }

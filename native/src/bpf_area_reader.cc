@@ -21,7 +21,7 @@ int BpfAreaReader::Open(int fd, uint32_t cpus, size_t areaBytes) {
   cpus_ = cpus;
   tails_.assign(cpus, 0);
   heads_.assign(cpus, 0);
-  heap_.reserve(cpus);
+  heap_.reserve(cpus + 1);
   return 0;
 }
 

@@ -10,6 +10,8 @@
 #include <cstring>
 #include <vector>
 
+#include "bpf_ring_reader.h"
+
 namespace flowtap {
 
 class BpfAreaReader {
@@ -37,8 +39,9 @@ class BpfAreaReader {
   uint64_t corrupt() const { return corrupt_; }
 
   // Hands records to onRecord(const uint8_t* record, uint32_t size) in the order of their
-  // timestamps, merging the CPUs' areas, until every area is empty up to `watermarkNs` or
-  // onRecord returns false (that record stays for the next pass). Returns false in that case.
+  // timestamps, merging the CPUs' areas and `ring` (the TLS probes' records; its 8-byte wakeup
+  // records are skipped), until all are empty up to `watermarkNs` or onRecord returns false
+  // (that record stays for the next pass). Returns false in that case.
   //
   // Why by timestamp: a thread that moves between CPUs leaves its records in several areas, and
   // taking one area after another would deliver its later records first. A record's timestamp
@@ -48,7 +51,7 @@ class BpfAreaReader {
   // heads were read may be older than records that are already visible, but never older than the
   // watermark (CLOCK_MONOTONIC, as bpf_ktime_get_ns).
   template <typename F>
-  bool Consume(uint64_t watermarkNs, F&& onRecord) {
+  bool Consume(uint64_t watermarkNs, BpfRingReader& ring, F&& onRecord) {
     if (base_ == nullptr) return true;
     heap_.clear();
     for (uint32_t cpu = 0; cpu < cpus_; cpu++) {
@@ -57,11 +60,23 @@ class BpfAreaReader {
       heads_[cpu] = __atomic_load_n(reinterpret_cast<uint64_t*>(element + kHeadOffset), __ATOMIC_ACQUIRE);
       Queue(cpu, watermarkNs);
     }
+    QueueRing(ring, watermarkNs);
     bool complete = true;
     while (!heap_.empty()) {
       std::pop_heap(heap_.begin(), heap_.end(), Later);
       uint32_t cpu = heap_.back().cpu;
       heap_.pop_back();
+      if (cpu == kRing) {
+        uint32_t size = 0;
+        const uint8_t* record = ring.Peek(&size);  // the one QueueRing saw
+        if (!onRecord(record, size)) {
+          complete = false;
+          break;
+        }
+        ring.Take(size);
+        QueueRing(ring, watermarkNs);
+        continue;
+      }
       const uint8_t* record = Record(cpu);
       uint32_t size = RecordBytes(record);  // checked by Queue
       if (!onRecord(record, size)) {
@@ -71,6 +86,7 @@ class BpfAreaReader {
       tails_[cpu] += (size + 7) & ~uint64_t(7);
       Queue(cpu, watermarkNs);
     }
+    ring.Publish();
     for (uint32_t cpu = 0; cpu < cpus_; cpu++) {
       uint8_t* element = Element(cpu);
       __atomic_store_n(reinterpret_cast<uint64_t*>(element + kTailOffset), tails_[cpu], __ATOMIC_RELEASE);
@@ -86,6 +102,8 @@ class BpfAreaReader {
   static constexpr size_t kCapLenOffset = 40;
   static constexpr uint32_t kMaxCap = 8192;
   static constexpr uint64_t kFutureNs = 1000000000;
+  static constexpr uint32_t kRing = UINT32_MAX;  // the ring's place in the merge
+  static constexpr uint32_t kWakeupBytes = 8;
 
   struct Next {
     uint64_t ts;
@@ -113,15 +131,34 @@ class BpfAreaReader {
       tails_[cpu] = heads_[cpu];  // nothing after it can be framed: skip to the head
       return;
     }
+    Push(record, cpu, watermarkNs);
+  }
+
+  // The same for the ring's next record. Anything shorter than a header but a wakeup goes first,
+  // for the decoder to count as malformed.
+  void QueueRing(BpfRingReader& ring, uint64_t watermarkNs) {
+    uint32_t size = 0;
+    const uint8_t* record;
+    while ((record = ring.Peek(&size)) != nullptr && size == kWakeupBytes) ring.Take(size);
+    if (record == nullptr) return;
+    if (size < kEventHeader) {
+      heap_.push_back({0, kRing});
+      std::push_heap(heap_.begin(), heap_.end(), Later);
+      return;
+    }
+    Push(record, kRing, watermarkNs);
+  }
+
+  void Push(const uint8_t* record, uint32_t stream, uint64_t watermarkNs) {
     uint64_t ts;
     memcpy(&ts, record, sizeof(ts));
     if (ts > watermarkNs) {
       // Committed since the watermark: the next pass. A stamp far ahead of the clock cannot come
-      // from the programs; it must not hold the CPU's records back for good.
+      // from the programs; it must not hold the stream's records back for good.
       if (ts - watermarkNs < kFutureNs) return;
       ts = watermarkNs;
     }
-    heap_.push_back({ts, cpu});
+    heap_.push_back({ts, stream});
     std::push_heap(heap_.begin(), heap_.end(), Later);
   }
 

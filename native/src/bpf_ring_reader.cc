@@ -25,6 +25,8 @@ int BpfRingReader::Open(int fd, uint32_t size) {
   producerMap_ = producer;
   producerPos_ = static_cast<uint64_t*>(producer);
   data_ = static_cast<uint8_t*>(producer) + pageSize_;
+  cons_ = __atomic_load_n(consumerPos_, __ATOMIC_ACQUIRE);
+  prod_ = cons_;
   return 0;
 }
 

@@ -146,7 +146,7 @@ EbpfSocketTracer::EbpfSocketTracer(const Napi::CallbackInfo& info)
     Release();
     ThrowErrno(env, EINVAL, "object lacks the events/areas/socket_info maps", "");
   }
-  if (bpf_map__set_max_entries(areas, static_cast<uint32_t>(cpus)) ||
+  if (bpf_map__set_max_entries(areas, static_cast<uint32_t>(cpus)) || bpf_map__set_max_entries(events, areaBytes) ||
       bpf_map__set_value_size(areas, static_cast<uint32_t>(BpfAreaReader::ElementBytes(areaBytes))) ||
       !SetRodataU64(obj_, "area_mask", areaBytes - 1)) {
     Release();
@@ -329,12 +329,10 @@ void EbpfSocketTracer::Deliver() {
 
 uint32_t EbpfSocketTracer::DrainRing() {
   uint32_t total = 0;
-  // The ring only wakes this reader: its records are empty.
-  if (ring_.open()) ring_.Consume([](const uint8_t*, uint32_t) { return true; });
   // Bounded so a flood cannot starve the event loop; the timer comes back for the rest.
   for (int pass = 0; pass < 16 && !closed_ && areas_.open(); pass++) {
     batchFull_ = false;
-    areas_.Consume(MonotonicNs(), [this](const uint8_t* data, uint32_t size) { return TakeRecord(data, size); });
+    areas_.Consume(MonotonicNs(), ring_, [this](const uint8_t* data, uint32_t size) { return TakeRecord(data, size); });
     total += batchCount_;
     Deliver();
     if (!batchFull_) break;
@@ -378,7 +376,7 @@ Napi::Value EbpfSocketTracer::Drain(const Napi::CallbackInfo& info) {
 Napi::Value EbpfSocketTracer::Counters(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Object out = Napi::Object::New(env);
-  static const char* kNames[] = {"ringbufFull", "socketMapFull", "activeMapFull", "readUserFault", "events", "tlsNoFd", "mmsgUnreported", "areaBusy"};
+  static const char* kNames[] = {"ringbufFull", "socketMapFull", "activeMapFull", "readUserFault", "events", "tlsNoFd", "mmsgUnreported", "tlsBusy"};
   int cpus = libbpf_num_possible_cpus();
   std::vector<uint64_t> values(cpus > 0 ? cpus : 1);
   for (uint32_t i = 0; i < sizeof(kNames) / sizeof(kNames[0]); i++) {

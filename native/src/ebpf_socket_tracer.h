@@ -60,8 +60,8 @@ class EbpfSocketTracer : public Napi::ObjectWrap<EbpfSocketTracer> {
   bpf_object* obj_ = nullptr;
   std::vector<bpf_link*> links_;
   std::vector<std::string> tlsFiles_;  // "dev:inode" of files with TLS uprobes
-  BpfRingReader ring_;   // wakeups only
-  BpfAreaReader areas_;  // the records
+  BpfRingReader ring_;   // the TLS probes' records, and wakeups
+  BpfAreaReader areas_;  // the tracepoint programs' records
   int countersFd_ = -1;
   int socketInfoFd_ = -1;
   uint32_t socketInfoValueSize_ = 0;

@@ -177,8 +177,9 @@ export class EbpfCollector {
 
   /**
    * Events lost or dropped, by reason (running totals):
-   * ringbuf_full (the CPU's record area was full: event lost), area_busy (a preempted TLS probe
-   * held the CPU's area: event lost), area_corrupt (malformed records skipped), active_map_full (syscall not traced),
+   * ringbuf_full (the CPU's record area or the TLS ring was full: event lost), tls_busy (a
+   * preempted TLS probe held the CPU's TLS scratch: plaintext lost), area_corrupt (malformed
+   * records skipped), active_map_full (syscall not traced),
    * socket_map_full (socket not remembered), read_user_fault (payload not captured),
    * tls_no_fd (TLS plaintext whose socket was not found: lost),
    * mmsg_unreported (messages of a sendmmsg/recvmmsg past the first 16 of the call: lost),
@@ -196,7 +197,7 @@ export class EbpfCollector {
       tls_no_fd: c?.tlsNoFd ?? 0,
       mmsg_unreported: c?.mmsgUnreported ?? 0,
       oversize_payload: c?.oversize ?? 0,
-      area_busy: c?.areaBusy ?? 0,
+      tls_busy: c?.tlsBusy ?? 0,
       area_corrupt: c?.areaCorrupt ?? 0,
       ...this.decoder.drops,
     };
