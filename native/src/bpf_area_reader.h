@@ -1,8 +1,8 @@
-// Reader of the socket tracer's per-CPU record areas: one BPF array map (BPF_F_MMAPABLE) with an
-// element per possible CPU, mapped into this process. Each element is a control block (the
-// programs' head, the reader's tail), the area and a slack where a record that starts near the
-// area's end runs on, so every record is contiguous. Layout: struct area_ctl in
-// bpf/socket_trace.h, mirrored here.
+// Reader of the socket tracer's per-CPU record areas (one BPF array map, BPF_F_MMAPABLE, with an
+// element per possible CPU, mapped into this process), merged with its TLS ring buffer. Each
+// element is a control block (the programs' head, the reader's tail), the area and a slack where
+// a record that starts near the area's end runs on, so every record is contiguous. Layout:
+// struct area_ctl in bpf/socket_trace.h, mirrored here.
 #pragma once
 #include <algorithm>
 #include <cstddef>
@@ -64,9 +64,9 @@ class BpfAreaReader {
     bool complete = true;
     while (!heap_.empty()) {
       std::pop_heap(heap_.begin(), heap_.end(), Later);
-      uint32_t cpu = heap_.back().cpu;
+      uint32_t stream = heap_.back().stream;
       heap_.pop_back();
-      if (cpu == kRing) {
+      if (stream == kRing) {
         uint32_t size = 0;
         const uint8_t* record = ring.Peek(&size);  // the one QueueRing saw
         if (!onRecord(record, size)) {
@@ -77,14 +77,14 @@ class BpfAreaReader {
         QueueRing(ring, watermarkNs);
         continue;
       }
-      const uint8_t* record = Record(cpu);
+      const uint8_t* record = Record(stream);
       uint32_t size = RecordBytes(record);  // checked by Queue
       if (!onRecord(record, size)) {
         complete = false;
         break;
       }
-      tails_[cpu] += (size + 7) & ~uint64_t(7);
-      Queue(cpu, watermarkNs);
+      tails_[stream] += (size + 7) & ~uint64_t(7);
+      Queue(stream, watermarkNs);
     }
     ring.Publish();
     for (uint32_t cpu = 0; cpu < cpus_; cpu++) {
@@ -105,11 +105,12 @@ class BpfAreaReader {
   static constexpr uint32_t kRing = UINT32_MAX;  // the ring's place in the merge
   static constexpr uint32_t kWakeupBytes = 8;
 
+  // A stream's next record in the merge: a CPU's area (0 .. cpus - 1) or the ring (kRing).
   struct Next {
     uint64_t ts;
-    uint32_t cpu;
+    uint32_t stream;
   };
-  static bool Later(const Next& a, const Next& b) { return a.ts > b.ts || (a.ts == b.ts && a.cpu > b.cpu); }
+  static bool Later(const Next& a, const Next& b) { return a.ts > b.ts || (a.ts == b.ts && a.stream > b.stream); }
 
   uint8_t* Element(uint32_t cpu) const { return base_ + static_cast<size_t>(cpu) * elementBytes_; }
   const uint8_t* Record(uint32_t cpu) const { return Element(cpu) + kCtlBytes + (tails_[cpu] & mask_); }
