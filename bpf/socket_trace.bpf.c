@@ -342,11 +342,15 @@ static __always_inline void record_header(struct record *s, __u8 kind, struct ta
   __builtin_memcpy(ev->comm, task->group_leader->comm, sizeof(ev->comm));
 }
 
-/* Starts a record in this CPU's area (tracepoint programs only); NULL when there is no room. */
-static __always_inline struct record *record_start(__u8 kind, struct task_struct *task, __u32 fd) {
+/* Room for one record at the head of this CPU's area (tracepoint programs only), or NULL. */
+static __always_inline struct record *area_record(void) {
   struct area_ctl *ctl = cpu_area();
-  if (!ctl) return NULL;
-  struct record *s = area_reserve(ctl);
+  return ctl ? area_reserve(ctl) : NULL;
+}
+
+/* Starts a record in this CPU's area; NULL when there is no room. */
+static __always_inline struct record *record_start(__u8 kind, struct task_struct *task, __u32 fd) {
+  struct record *s = area_record();
   if (s) record_header(s, kind, task, fd);
   return s;
 }
@@ -686,8 +690,7 @@ static long mmsg_one(__u32 i, void *arg) {
   struct record *s = w->s;
   if (!s) return 1;
   if (i > 0) {
-    struct area_ctl *ctl = cpu_area();
-    struct record *next = ctl ? area_reserve(ctl) : NULL;
+    struct record *next = area_record();
     if (!next) {
       if (w->n > i + 1) count_n(CNT_RINGBUF_FULL, w->n - i - 1); /* area_reserve counted this one */
       return 1;
@@ -1193,7 +1196,7 @@ static __always_inline void complete_tls_pending(struct task_struct *task, __u32
   p->ev.fd = fd;
   __u64 size = sizeof(struct sock_event) + p->ev.cap_len;
   if (size > sizeof(struct tls_pending)) size = sizeof(struct tls_pending);
-  struct record *s = record_start(SOCK_EVENT_DATA, task, fd);
+  struct record *s = area_record(); /* the held record is complete: no header to start */
   if (s && bpf_probe_read_kernel(s, size, p) == 0) submit(s);
   bpf_map_delete_elem(&tls_pending, &pid_tgid);
   st->tls &= ~TLS_PENDING;

@@ -14,6 +14,11 @@
 
 namespace flowtap {
 
+// struct sock_event (bpf/socket_trace.h): 104 bytes, ts_ns at 0, cap_len at 40; a record is one
+// and its captured bytes, at most SOCK_TRACE_MAX_CAP.
+constexpr size_t kEventHeader = 104;
+constexpr uint32_t kMaxCap = 8192;
+
 class BpfAreaReader {
  public:
   // Offsets in struct area_ctl (bpf/socket_trace.h): the programs' head, the reader's tail and pass.
@@ -97,10 +102,7 @@ class BpfAreaReader {
   }
 
  private:
-  // struct sock_event (bpf/socket_trace.h): ts_ns at 0, cap_len at 40, 104 bytes, captured bytes after it.
-  static constexpr size_t kEventHeader = 104;
   static constexpr size_t kCapLenOffset = 40;
-  static constexpr uint32_t kMaxCap = 8192;
   static constexpr uint64_t kFutureNs = 1000000000;
   static constexpr uint32_t kRing = UINT32_MAX;  // the ring's place in the merge
   static constexpr uint32_t kWakeupBytes = 8;
@@ -170,7 +172,7 @@ class BpfAreaReader {
   uint32_t cpus_ = 0;
   uint64_t corrupt_ = 0;
   std::vector<uint64_t> tails_, heads_;  // per CPU, during a pass
-  std::vector<Next> heap_;               // each CPU's next record, soonest on top
+  std::vector<Next> heap_;               // each stream's next record, soonest on top
 };
 
 }  // namespace flowtap

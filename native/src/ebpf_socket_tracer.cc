@@ -31,10 +31,9 @@ struct TraceConfig {
   uint32_t filterGen;  // bumped after each pid_filter change; 0 is never used (fresh thread state)
   uint32_t exitIo;     // raw_sys_exit reports data (no sock_ tracepoints on this kernel)
 };
-constexpr uint32_t kMaxCap = 8192;
 constexpr size_t kRecordPrefix = 8;     // u32 record size, u32 payload offset
-constexpr size_t kEventHeader = 104;    // sizeof(struct sock_event); the captured bytes follow it
 constexpr size_t kEntryBytes = kRecordPrefix + kEventHeader;
+
 uint64_t MonotonicNs() {
   timespec now;
   clock_gettime(CLOCK_MONOTONIC, &now);
@@ -203,7 +202,7 @@ EbpfSocketTracer::EbpfSocketTracer(const Napi::CallbackInfo& info)
 
   if (int e = ring_.Open(bpf_map__fd(events), bpf_map__max_entries(events))) {
     Release();
-    ThrowErrno(env, e, "mmap the wakeup ring", log.text());
+    ThrowErrno(env, e, "mmap the TLS ring", log.text());
   }
   if (int e = areas_.Open(bpf_map__fd(areas), static_cast<uint32_t>(cpus), areaBytes)) {
     Release();
