@@ -227,7 +227,8 @@ export async function measureEbpfOverhead(seconds = 5, rounds = 3, hook: 'raw' |
         bpfEvents += events;
       }
       result.lost += collector.drops.ringbuf_full;
-      collector.close();
+      // Until its links are gone the tracer still runs: the next run must not start before.
+      await collector.close();
     };
     // The order within a pair alternates (untraced first in even rounds, traced first in odd
     // ones): whatever the run before leaves behind (the server's garbage, the loader's work)
@@ -300,7 +301,7 @@ async function alternate(rounds: number, hook: 'raw' | 'tracepoints', once: () =
     result.with.push(await once());
     collector.drain();
     result.lost += collector.drops.ringbuf_full;
-    collector.close();
+    await collector.close();
   }
   return result;
 }

@@ -101,7 +101,8 @@ interface NativeTracer {
   setPidFilter(pid: number, mark: number): boolean;
   attachTls(path: string): number;
   drain(): number;
-  close(): void;
+  /** Settles once the programs are detached (background thread: up to seconds). */
+  close(): Promise<void>;
   ref(): void;
   unref(): void;
   sockHooks(): boolean;
@@ -242,11 +243,15 @@ export class EbpfSocketTracer {
   ref(): void { if (!this.closed) this.native.ref(); }
   unref(): void { if (!this.closed) this.native.unref(); }
 
-  /** Detaches the programs and frees the maps. Safe to call twice. */
-  close(): void {
-    if (this.closed) return;
+  /**
+   * Stops delivery at once; the programs are detached and the maps freed in the background. The
+   * promise settles when no program runs any more (a process that exits first does not wait, and
+   * the promise then never settles). Safe to call twice.
+   */
+  close(): Promise<void> {
+    if (this.closed) return Promise.resolve();
     this.closed = true;
-    this.native.close();
+    return this.native.close();
   }
 }
 
@@ -267,7 +272,7 @@ export interface RawProfileSample {
 interface NativeProfiler {
   collect(): RawProfileSample[];
   counters(): { samplesMapFull: number; samples: number };
-  close(): void;
+  close(): Promise<void>;
 }
 
 export interface EbpfProfilerOptions {
@@ -300,9 +305,10 @@ export class EbpfProfiler {
     return this.closed ? { samplesMapFull: 0, samples: 0 } : this.native.counters();
   }
 
-  close(): void {
-    if (this.closed) return;
+  /** Detaches in the background; the promise settles when the sampling has stopped. */
+  close(): Promise<void> {
+    if (this.closed) return Promise.resolve();
     this.closed = true;
-    this.native.close();
+    return this.native.close();
   }
 }

@@ -170,12 +170,13 @@ Napi::Value EbpfProfiler::Counters(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// Returns a promise that settles once the perf events are detached.
 Napi::Value EbpfProfiler::Close(const Napi::CallbackInfo& info) {
-  DetachInBackground(std::move(links_), obj_);
+  Napi::Promise detached = DetachInBackground(info.Env(), std::move(links_), obj_);
   links_.clear();
   obj_ = nullptr;
   samplesFd_ = stacksFd_ = countersFd_ = -1;
-  return info.Env().Undefined();
+  return detached;
 }
 
 }  // namespace flowtap

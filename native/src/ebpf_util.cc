@@ -47,11 +47,27 @@ int LoadBpfObject(bpf_object* obj) {
   return err;
 }
 
-void DetachInBackground(std::vector<bpf_link*> links, bpf_object* obj) {
-  std::thread([links = std::move(links), obj]() {
-    for (bpf_link* l : links) bpf_link__destroy(l);
+Napi::Promise DetachInBackground(Napi::Env env, std::vector<bpf_link*> links, bpf_object* obj) {
+  auto* done = new Napi::Promise::Deferred(env);
+  Napi::Promise promise = done->Promise();
+  // Keeps the event loop alive until the programs are gone, as any pending I/O would.
+  auto settle = Napi::ThreadSafeFunction::New(env, Napi::Function::New(env, [](const Napi::CallbackInfo&) {}), "flowtap-detach", 0, 1);
+  std::thread([links = std::move(links), obj, settle, done]() mutable {
+    // One thread per link: each destroy waits for a grace period (about 0.2 s here), and
+    // waits that overlap end together instead of adding up to seconds.
+    std::vector<std::thread> destroyers;
+    destroyers.reserve(links.size());
+    for (bpf_link* l : links) destroyers.emplace_back([l]() { bpf_link__destroy(l); });
+    for (std::thread& t : destroyers) t.join();
     if (obj != nullptr) bpf_object__close(obj);
+    napi_status s = settle.BlockingCall([done](Napi::Env env, Napi::Function) {
+      done->Resolve(env.Undefined());
+      delete done;
+    });
+    if (s != napi_ok) delete done;  // the environment is going away: nobody waits
+    settle.Release();
   }).detach();
+  return promise;
 }
 
 void EnsureTracefs() {

@@ -26,8 +26,9 @@ class LibbpfLog {
 // signal is pending (V8's profiler SIGPROF, a child's SIGCHLD), and libbpf retries only 5 times.
 int LoadBpfObject(bpf_object* obj);
 
-// Destroys the links, then the object, on a detached thread.
-void DetachInBackground(std::vector<bpf_link*> links, bpf_object* obj);
+// Destroys the links, then the object, on a detached thread (each link waits for an RCU grace
+// period, so this takes up to seconds). The promise settles once the programs no longer run.
+Napi::Promise DetachInBackground(Napi::Env env, std::vector<bpf_link*> links, bpf_object* obj);
 
 // Throws an Error whose `code` is the errno name (EPERM, ENOENT, ...), `errno` the number, and
 // whose message ends with the tail of the libbpf log.

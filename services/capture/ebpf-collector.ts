@@ -233,11 +233,13 @@ export class EbpfCollector {
     this.tracer?.unref();
   }
 
-  close(): void {
-    if (!this.tracer) return;
+  /** Delivers what is queued, then detaches; the promise settles once the programs no longer run. */
+  close(): Promise<void> {
+    if (!this.tracer) return Promise.resolve();
     this.tracer.drain();
-    this.tracer.close();
+    const detached = this.tracer.close();
     this.tracer = undefined;
+    return detached;
   }
 }
 

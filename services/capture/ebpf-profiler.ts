@@ -85,8 +85,10 @@ export class ProfileCollector {
     return batch.stacks!.length > 0 ? batch : undefined;
   }
 
-  close(): void {
-    this.profiler?.close();
+  /** Settles once the sampling has stopped. */
+  close(): Promise<void> {
+    const detached = this.profiler?.close() ?? Promise.resolve();
     this.profiler = undefined;
+    return detached;
   }
 }

@@ -136,5 +136,5 @@ export async function stopProfiles(): Promise<void> {
   profiles = undefined;
   clearInterval(p.timer);
   await p.send();
-  p.collector.close();
+  void p.collector.close();
 }

@@ -176,7 +176,7 @@ void runService({
         }
         await live?.drainAndClose();
         ebpf?.drain();
-        ebpf?.close();
+        void ebpf?.close(); // detaching finishes in the background: shutdown does not wait for it
         await stopProfiles();
         decoder.flush();
         await sendBatch(ctx, batch);
