@@ -190,7 +190,7 @@ export class EbpfSocketTracer {
       pidMode: opts.pidMode === 'include' ? 1 : 0,
       pids: opts.pids ?? [],
       batchBytes: opts.batchBytes ?? 1 << 20,
-      wakeupBytes: opts.wakeupBytes ?? (opts.ringBytes ?? 2 << 20) >>> 2,
+      wakeupBytes: opts.wakeupBytes, // undefined: the addon's default, a quarter of an area
       flushIntervalMs: opts.flushIntervalMs ?? 10,
       rawSyscalls: hook === 'raw' ? 1 : 0,
       sockHooks: opts.sockHooks === false ? 0 : 1,

@@ -114,7 +114,11 @@ EbpfSocketTracer::EbpfSocketTracer(const Napi::CallbackInfo& info)
   std::string path = o.Get("objectPath").As<Napi::String>().Utf8Value();
   uint32_t ringBytes = OptU32(o, "ringBytes", 2u << 20);
   uint32_t socketEntries = OptU32(o, "socketMapEntries", 65536);
-  uint32_t wakeupBytes = OptU32(o, "wakeupBytes", 256u << 10);
+  // Each CPU's record area is a power of two, 64 KiB to 256 MiB; the reader is woken early once a
+  // quarter of one waits, unless told otherwise.
+  uint32_t areaBytes = 64u << 10;
+  while (areaBytes < ringBytes && areaBytes < (256u << 20)) areaBytes <<= 1;
+  uint32_t wakeupBytes = OptU32(o, "wakeupBytes", areaBytes / 4);
   // Sends and receives are reported from sock/sock_{send,recv}_length (Linux 6.4+), which only
   // sockets reach; without them, from the syscall exits. sockHooks: 0 forces the exits (tests).
   sockHooks_ = OptU32(o, "sockHooks", 1) != 0 && KernelHasSockLengthTracepoints();
@@ -129,9 +133,6 @@ EbpfSocketTracer::EbpfSocketTracer(const Napi::CallbackInfo& info)
   batch_ = static_cast<uint8_t*>(malloc(batchSize_));
   if (batch_ == nullptr) throw Napi::Error::New(env, "out of memory");
   batchView_ = Napi::Persistent(Napi::Buffer<uint8_t>::New(env, batch_, batchSize_, [](Napi::Env, uint8_t* p) { free(p); }));
-  // Each CPU's record area is a power of two, 64 KiB to 256 MiB.
-  uint32_t areaBytes = 64u << 10;
-  while (areaBytes < ringBytes && areaBytes < (256u << 20)) areaBytes <<= 1;
   int cpus = libbpf_num_possible_cpus();
 
   EnsureTracefs();
