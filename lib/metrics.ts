@@ -11,6 +11,21 @@ function entries(counts: DropCounts): Iterable<[string, number]> {
   return counts instanceof Map ? counts.entries() : Object.entries(counts);
 }
 
+/**
+ * Running totals (counts that only grow, read from a stage or the kernel) turned into the
+ * increments a prom-client Counter takes.
+ */
+export class TotalsSeen {
+  private readonly seen = new Map<string, number>();
+
+  /** How much `key`'s total grew since the previous call (0 if it did not). */
+  growth(key: string, total: number): number {
+    const delta = total - (this.seen.get(key) ?? 0);
+    this.seen.set(key, total);
+    return delta > 0 ? delta : 0;
+  }
+}
+
 export class ServiceMetrics {
   readonly registry = new client.Registry();
   readonly batchesIn: client.Counter<'kind'>;
@@ -20,7 +35,8 @@ export class ServiceMetrics {
   readonly drops: client.Counter<'reason'>;
   readonly batchSeconds: client.Histogram<'kind'>;
   private readonly sizes = new Map<string, () => number>();
-  private readonly dropSources: Array<{ prefix: string; counts: () => DropCounts; seen: Map<string, number> }> = [];
+  private readonly dropSources: Array<{ prefix: string; counts: () => DropCounts }> = [];
+  private readonly dropsSeen = new TotalsSeen();
   private server?: http.Server;
 
   constructor(readonly service: string) {
@@ -65,16 +81,15 @@ export class ServiceMetrics {
 
   /** Reports a stage's drop counters, each reason prefixed with `prefix` (e.g. "decode_"). */
   trackDrops(prefix: string, counts: () => DropCounts): void {
-    this.dropSources.push({ prefix, counts, seen: new Map() });
+    this.dropSources.push({ prefix, counts });
   }
 
   private syncDrops(): void {
     for (const src of this.dropSources) {
-      for (const [reason, value] of entries(src.counts())) {
+      for (const [reason, total] of entries(src.counts())) {
         const key = src.prefix + reason;
-        const delta = value - (src.seen.get(key) ?? 0);
+        const delta = this.dropsSeen.growth(key, total);
         if (delta > 0) this.drops.inc({ reason: key }, delta);
-        src.seen.set(key, value);
       }
     }
   }

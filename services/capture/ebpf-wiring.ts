@@ -4,6 +4,7 @@
 import fs from 'node:fs';
 import client from 'prom-client';
 import type { ServiceContext } from '../../lib/service';
+import { TotalsSeen } from '../../lib/metrics';
 import { Kind } from '../../lib/transport';
 import { flowtap } from '../../lib/proto';
 import { EbpfCollector } from './ebpf-collector';
@@ -62,7 +63,7 @@ export function startEbpf(ctx: ServiceContext): EbpfCollector {
   });
   ctx.metrics.trackDrops('ebpf_', () => ({ ...collector.drops, l7_backlog: backlog.rows }));
   ctx.metrics.trackSize('ebpf_batches_pending', () => pending);
-  const reclaimedSeen = { process_exited: 0, fd_closed: 0 };
+  const reclaimedSeen = new TotalsSeen();
   new client.Counter({
     name: 'flowtap_ebpf_socket_entries_reclaimed_total',
     help: 'Kernel socket map entries the sweep removed because their fd no longer was a socket, by reason (process_exited; fd_closed: close-on-exec, dup2, close_range)',
@@ -71,8 +72,7 @@ export function startEbpf(ctx: ServiceContext): EbpfCollector {
     collect() {
       for (const reason of ['process_exited', 'fd_closed'] as const) {
         // inc by 0 too: both series exist from the first scrape.
-        this.inc({ reason }, Math.max(collector.reclaimed[reason] - reclaimedSeen[reason], 0));
-        reclaimedSeen[reason] = collector.reclaimed[reason];
+        this.inc({ reason }, reclaimedSeen.growth(reason, collector.reclaimed[reason]));
       }
     },
   });

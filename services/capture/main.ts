@@ -2,6 +2,7 @@
 // into columnar MetaPacket batches for the flow service.
 import fs from 'node:fs';
 import { PacketBatch } from '../../lib/packet-batch';
+import { TotalsSeen } from '../../lib/metrics';
 import { flowtap } from '../../lib/proto';
 import { runService, type ServiceContext } from '../../lib/service';
 import { Kind } from '../../lib/transport';
@@ -91,14 +92,13 @@ function startLive(ctx: ServiceContext, decoder: FrameDecoder, batch: PacketBatc
   }, ctx.log);
   // The kernel's PACKET_STATISTICS per interface, as running totals.
   const kernel = (name: string, help: string, field: 'packets' | 'drops' | 'freezes') => {
-    const seen = new Map<string, number>();
+    const seen = new TotalsSeen();
     new client.Counter({
       name, help, labelNames: ['interface'], registers,
       collect() {
         for (const [iface, s] of live.stats()) {
-          const delta = s[field] - (seen.get(iface) ?? 0);
+          const delta = seen.growth(iface, s[field]);
           if (delta > 0) this.inc({ interface: iface }, delta);
-          seen.set(iface, s[field]);
         }
       },
     });
