@@ -251,15 +251,19 @@ void EbpfSocketTracer::OnEnvCleanup(void* arg) {
   self->Release();
 }
 
+// Stops delivery: the poll and timer handles go (freed once libuv has closed them).
+void EbpfSocketTracer::CloseLoopHandles() {
+  if (handles_ == nullptr) return;
+  handles_->owner = nullptr;
+  handles_->closing = 2;
+  uv_close(reinterpret_cast<uv_handle_t*>(&handles_->poll), OnHandleClosed);
+  uv_close(reinterpret_cast<uv_handle_t*>(&handles_->timer), OnHandleClosed);
+  handles_ = nullptr;
+}
+
 // Detaches the programs first (no new events), then frees the ring and the object.
 void EbpfSocketTracer::Release() {
-  if (handles_ != nullptr) {
-    handles_->owner = nullptr;
-    handles_->closing = 2;
-    uv_close(reinterpret_cast<uv_handle_t*>(&handles_->poll), OnHandleClosed);
-    uv_close(reinterpret_cast<uv_handle_t*>(&handles_->timer), OnHandleClosed);
-    handles_ = nullptr;
-  }
+  CloseLoopHandles();
   for (bpf_link* l : links_) bpf_link__destroy(l);
   links_.clear();
   ring_.Close();
@@ -589,9 +593,9 @@ Napi::Value EbpfSocketTracer::AttachTls(const Napi::CallbackInfo& info) {
 }
 
 // Detaching costs a grace period per link (40 - 130 ms each here: about 3.4 s for the 18 programs
-// and the TLS uprobes on libssl and node; more with uprobes on a binary many processes map), so close() stops delivery at once and leaves the
-// detaching to a background thread; the maps go when the last link is gone. Returns a promise
-// that settles then (at once when closed before).
+// and the TLS uprobes on libssl and node; more with uprobes on a binary many processes map), so
+// close() stops delivery at once and leaves the detaching to a background thread; the maps go
+// when the last link is gone. Returns a promise that settles then (at once when closed before).
 Napi::Value EbpfSocketTracer::Close(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (closed_) {
@@ -600,13 +604,7 @@ Napi::Value EbpfSocketTracer::Close(const Napi::CallbackInfo& info) {
     return done.Promise();
   }
   closed_ = true;
-  if (handles_ != nullptr) {
-    handles_->owner = nullptr;
-    handles_->closing = 2;
-    uv_close(reinterpret_cast<uv_handle_t*>(&handles_->poll), OnHandleClosed);
-    uv_close(reinterpret_cast<uv_handle_t*>(&handles_->timer), OnHandleClosed);
-    handles_ = nullptr;
-  }
+  CloseLoopHandles();
   ring_.Close();
   areas_.Close();
   Napi::Promise detached = DetachInBackground(env, std::move(links_), obj_);

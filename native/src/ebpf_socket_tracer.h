@@ -54,6 +54,7 @@ class EbpfSocketTracer : public Napi::ObjectWrap<EbpfSocketTracer> {
   uint32_t DrainRing();  // returns records delivered
   bool TakeRecord(const uint8_t* data, uint32_t size);  // false: the batch is full, record not taken
   void Deliver();
+  void CloseLoopHandles();
   void Release();
 
   Napi::Env env_;
