@@ -37,7 +37,7 @@ enum sock_counter {
   CNT_SOCKET_MAP_FULL = 1, /* socket_info had no room: event sent, socket_id not kept */
   CNT_ACTIVE_MAP_FULL = 2, /* no per-thread state (task storage allocation failed): the event is lost */
   CNT_READ_USER_FAULT = 3, /* user buffer unreadable: event sent with fewer captured bytes */
-  CNT_EVENTS = 4,          /* events written to the ring buffer */
+  CNT_EVENTS = 4,          /* events written to the record areas or the TLS ring */
   CNT_TLS_NO_FD = 5,       /* TLS call whose socket could not be found: the plaintext is lost */
   CNT_MMSG_UNREPORTED = 6, /* messages of a sendmmsg/recvmmsg past the per-call limit: not reported */
   CNT_TLS_BUSY = 7,        /* a TLS probe found the CPU's TLS scratch held by a preempted one: the plaintext is lost */

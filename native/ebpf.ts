@@ -56,7 +56,7 @@ export interface EbpfTracerCounters {
   activeMapFull: number;
   /** Payload copies that faulted on the user buffer (event sent without those bytes). */
   readUserFault: number;
-  /** Events written to the record areas. */
+  /** Events written to the record areas or the TLS ring. */
   events: number;
   /** TLS reads/writes whose socket could not be found (plaintext lost). */
   tlsNoFd: number;
@@ -245,8 +245,8 @@ export class EbpfSocketTracer {
 
   /**
    * Stops delivery at once; the programs are detached and the maps freed in the background. The
-   * promise settles when no program runs any more (a process that exits first does not wait, and
-   * the promise then never settles). Safe to call twice.
+   * promise settles when no program runs any more; until then it keeps the event loop alive, as
+   * pending I/O would. Safe to call twice.
    */
   close(): Promise<void> {
     if (this.closed) return Promise.resolve();

@@ -284,7 +284,7 @@ void EbpfSocketTracer::OnTimer(uv_timer_t* timer) {
   if (self == nullptr || self->closed_) return;
   Napi::HandleScope scope(self->env_);
   try {
-    self->DrainRing();
+    self->DrainRecords();
   } catch (const Napi::Error& e) {
     napi_fatal_exception(self->env_, e.Value());
   }
@@ -331,7 +331,7 @@ void EbpfSocketTracer::Deliver() {
   }
 }
 
-uint32_t EbpfSocketTracer::DrainRing() {
+uint32_t EbpfSocketTracer::DrainRecords() {
   uint32_t total = 0;
   // Bounded so a flood cannot starve the event loop; the timer comes back for the rest.
   for (int pass = 0; pass < 16 && !closed_ && areas_.open(); pass++) {
@@ -350,7 +350,7 @@ void EbpfSocketTracer::OnPoll(uv_poll_t* handle, int status, int /*events*/) {
   if (self == nullptr || self->closed_ || status < 0) return;
   Napi::HandleScope scope(self->env_);
   try {
-    self->DrainRing();
+    self->DrainRecords();
   } catch (const Napi::Error& e) {
     napi_fatal_exception(self->env_, e.Value());
   }
@@ -374,7 +374,7 @@ Napi::Value EbpfSocketTracer::Start(const Napi::CallbackInfo& info) {
 // Synchronous drain, for tests and shutdown: delivers whatever the ring holds now.
 Napi::Value EbpfSocketTracer::Drain(const Napi::CallbackInfo& info) {
   if (closed_ || !started_) return Napi::Number::New(info.Env(), 0);
-  return Napi::Number::New(info.Env(), DrainRing());
+  return Napi::Number::New(info.Env(), DrainRecords());
 }
 
 Napi::Value EbpfSocketTracer::Counters(const Napi::CallbackInfo& info) {

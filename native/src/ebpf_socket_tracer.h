@@ -51,7 +51,7 @@ class EbpfSocketTracer : public Napi::ObjectWrap<EbpfSocketTracer> {
   static void OnHandleClosed(uv_handle_t* handle);
   static void OnEnvCleanup(void* arg);
 
-  uint32_t DrainRing();  // returns records delivered
+  uint32_t DrainRecords();  // the areas and the TLS ring; returns records delivered
   bool TakeRecord(const uint8_t* data, uint32_t size);  // false: the batch is full, record not taken
   void Deliver();
   void CloseLoopHandles();

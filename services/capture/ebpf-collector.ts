@@ -16,7 +16,7 @@ export interface EbpfCollectorConfig {
   capBytes?: number;
   /** Bytes of each CPU's record area (see EbpfSocketTracerOptions.ringBytes). Default 2 MiB. */
   ringBytes?: number;
-  /** Wake the reader once this many bytes wait in the ring (see EbpfSocketTracerOptions.wakeupBytes). */
+  /** Wake the reader once this many bytes wait in a CPU's area (see EbpfSocketTracerOptions.wakeupBytes). */
   wakeupBytes?: number;
   /** Kernel socket map entries. Default 65536. */
   socketMapEntries?: number;

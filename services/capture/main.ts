@@ -175,8 +175,9 @@ void runService({
           return;
         }
         await live?.drainAndClose();
-        ebpf?.drain();
-        void ebpf?.close(); // detaching finishes in the background: shutdown does not wait for it
+        // close() delivers what is queued, then detaches in the background: END_OF_STREAM need not
+        // wait for that (the process exits once it is done, as the kernel would make it wait at exit).
+        void ebpf?.close();
         await stopProfiles();
         decoder.flush();
         await sendBatch(ctx, batch);
