@@ -8,6 +8,9 @@
 // usable on an idle VM, where the ping-pong's wakeups cost more than the tracer.
 // `node dist/bench/ebpf-overhead.js fileio [rounds] [tracepoints|raw]`: what the tracer costs I/O
 // that is not on a socket (dd of 512 B blocks from /dev/zero to /dev/null), CPU ns per syscall.
+// `node dist/bench/ebpf-overhead.js floor [seconds] [rounds]`: the wrk benchmark for two variants
+// of the object built from bpf/socket_trace.bpf.c (VARIANT_HOOKS_ONLY, VARIANT_FLOOR: what the
+// tracepoints cost alone, and what any tracer reporting these events must do) and the shipped one.
 // With `sysctl kernel.bpf_stats_enabled=1` it also prints the kernel's BPF time per program run
 // (run_time_ns / run_cnt, load-independent). FLOWTAP_EBPF_OBJECT=<path> loads another object
 // (A/B of two builds of bpf/socket_trace.bpf.c in one session); FLOWTAP_EBPF_CAP, _RING and
@@ -174,7 +177,7 @@ function wrk(port: number, seconds: number): number {
 
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
-export async function measureEbpfOverhead(seconds = 5, rounds = 3, hook: 'raw' | 'tracepoints' = 'tracepoints'): Promise<OverheadResult> {
+export async function measureEbpfOverhead(seconds = 5, rounds = 3, hook: 'raw' | 'tracepoints' = 'tracepoints', objectPath?: string): Promise<OverheadResult> {
   const server: ChildProcess = spawn(process.execPath, ['-e', SERVER], { stdio: ['ignore', 'pipe', 'inherit'] });
   try {
     const port = await new Promise<number>((resolve) => server.stdout!.once('data', (d) => resolve(Number(String(d).trim()))));
@@ -197,7 +200,9 @@ export async function measureEbpfOverhead(seconds = 5, rounds = 3, hook: 'raw' |
     };
     const tracedRun = async (): Promise<void> => {
       let events = 0;
-      const collector = EbpfCollector.start({ ...envOptions(), syscallHook: hook }, (batch) => { events += batch.count; });
+      const options = { ...envOptions(), syscallHook: hook };
+      if (objectPath) options.objectPath = objectPath;
+      const collector = EbpfCollector.start(options, (batch) => { events += batch.count; });
       if (collector.packetOnly) throw new Error(collector.statusMessage);
       // CPU of the consumer while wrk runs (loading, attaching and detaching are not per event).
       const cpu0 = process.cpuUsage();
@@ -255,6 +260,30 @@ export async function measureEbpfOverhead(seconds = 5, rounds = 3, hook: 'raw' |
   } finally {
     server.kill();
   }
+}
+
+/** Builds bpf/socket_trace.bpf.c with -DVARIANT_<variant> into a temp dir (flags as bpf/build.sh's); returns the object's path. */
+export function buildTracerVariant(variant: 'HOOKS_ONLY' | 'FLOOR'): string {
+  const bpfDir = path.resolve(__dirname, '..', '..', 'bpf');
+  const obj = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'flowtap-variant-')), `socket_trace_${variant.toLowerCase()}.bpf.o`);
+  execFileSync('clang', ['-O2', '-g', '-target', 'bpf', '-D__TARGET_ARCH_x86', `-DVARIANT_${variant}`, `-I${bpfDir}`, '-Wall', '-Wno-unused-function',
+    '-c', path.join(bpfDir, 'socket_trace.bpf.c'), '-o', obj]);
+  return obj;
+}
+
+/**
+ * The wrk benchmark for the hooks alone, the floor of any tracer that reports these events, and
+ * the shipped tracer, one after another (each paired with its own untraced runs).
+ */
+export async function measureTracerFloor(seconds = 3, rounds = 15): Promise<{ variant: string; result: OverheadResult }[]> {
+  const variants: { variant: string; object?: string }[] = [
+    { variant: 'hooks only', object: buildTracerVariant('HOOKS_ONLY') },
+    { variant: 'floor', object: buildTracerVariant('FLOOR') },
+    { variant: 'shipped', object: process.env.FLOWTAP_EBPF_OBJECT || undefined },
+  ];
+  const out: { variant: string; result: OverheadResult }[] = [];
+  for (const v of variants) out.push({ variant: v.variant, result: await measureEbpfOverhead(seconds, rounds, 'tracepoints', v.object) });
+  return out;
 }
 
 /** Builds one of test/ebpf/*.c into a temp dir; returns the binary's path. */
@@ -331,7 +360,19 @@ export async function measureFileIo(rounds = 3, hook: 'raw' | 'tracepoints' = 't
   return { withoutNs: r.without, withNs: r.with, lost: r.lost };
 }
 
-if (require.main === module && process.argv[2] === 'fileio') {
+if (require.main === module && process.argv[2] === 'floor') {
+  const seconds = Number(process.argv[3] ?? 3);
+  const rounds = Number(process.argv[4] ?? 15);
+  measureTracerFloor(seconds, rounds).then((all) => {
+    console.log(`ebpf floor: wrk -t1 -c32 ${seconds}s x ${rounds} pairs per variant, Node http server, 512 B responses, loopback; loss per pair, median (CI)`);
+    for (const { variant, result: r } of all) {
+      const ci = (c: { level: number; low: number; high: number }): string => `${Math.round(100 * c.level)} % CI ${c.low.toFixed(1)} – ${c.high.toFixed(1)} %`;
+      console.log(`  ${variant.padEnd(10)} at the 90th percentile of 100 ms rates ${median(r.pairedP90LossPercent).toFixed(1)} % (${ci(r.pairedP90LossCi)}),`
+        + ` requests/s ${r.pairedLossMedian.toFixed(1)} % (${ci(r.pairedLossCi)}), CPU per request +${median(r.pairedCpuIncreasePercent).toFixed(1)} %,`
+        + ` events per run ${Math.round(median(r.eventsPerRun)).toLocaleString('en')}, lost ${r.lost}`);
+    }
+  }).catch((err) => { console.error(err); process.exitCode = 1; });
+} else if (require.main === module && process.argv[2] === 'fileio') {
   const rounds = Number(process.argv[3] ?? 3);
   const hook = process.argv[4] === 'raw' ? 'raw' : 'tracepoints';
   measureFileIo(rounds, hook).then((r) => {

@@ -171,6 +171,22 @@ struct {
   __type(value, struct tls_scratch);
 } tls_scratch SEC(".maps");
 
+/* Two variants for `node dist/bench/ebpf-overhead.js floor`, never built by bpf/build.sh, that
+ * price what the programs a request runs cannot avoid. VARIANT_HOOKS_ONLY: the send entries,
+ * sock_sent and sock_received return at once (the tracepoints' dispatch alone). VARIANT_FLOOR:
+ * they do only what any tracer reporting these events must: a send's entry stamp, and for each
+ * socket read or write a record with the header, the tuple, the stamp and the payload; no thread
+ * state, socket map, syscall_trace_id, pid filter or TLS check. The send's stamp waits in a
+ * per-CPU slot, which is right for the bench's non-blocking server and nothing else. */
+#ifdef VARIANT_FLOOR
+struct {
+  __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+  __uint(max_entries, 1);
+  __type(key, __u32);
+  __type(value, __u64);
+} floor_entry_ts SEC(".maps");
+#endif
+
 /* The most a record takes in an area: room is checked for this before a record is started. */
 #define RECORD_MAX (sizeof(struct sock_event) + SOCK_TRACE_MAX_CAP)
 /* Bytes a CPU writes between two looks at its area's fill level. */
@@ -608,6 +624,14 @@ static __always_inline struct thread_state *traced_thread_state(const struct soc
 
 /* A send's entry: remembers its arguments and stamps it (a send is timed at its entry). */
 static __always_inline int enter_send(__u32 fd, __u64 buf, __u32 vlen, __u8 sys, __u64 addr) {
+#if defined(VARIANT_HOOKS_ONLY)
+  return 0;
+#elif defined(VARIANT_FLOOR)
+  __u32 zero = 0;
+  __u64 *entry_ts = bpf_map_lookup_elem(&floor_entry_ts, &zero);
+  if (entry_ts) *entry_ts = bpf_ktime_get_ns();
+  return 0;
+#else
   struct sock_trace_config *cfg = get_config();
   if (!cfg) return 0;
   struct task_struct *task = bpf_get_current_task_btf();
@@ -629,6 +653,7 @@ static __always_inline int enter_send(__u32 fd, __u64 buf, __u32 vlen, __u8 sys,
   st->io.direction = SOCK_DIR_EGRESS;
   st->io.syscall = sys;
   return 0;
+#endif
 }
 
 /* Copies up to cap - off bytes of src to data[off]; returns the bytes copied. */
@@ -784,6 +809,29 @@ static __always_inline int emit_io(long ret, const struct active_io *a, struct t
   return 0;
 }
 
+#ifdef VARIANT_FLOOR
+/* The least a report can do: no thread state, socket map, trace id, pid filter or TLS check; the
+ * header, the tuple from the hook's socket, the stamp and the payload. */
+static __always_inline int floor_report(long ret, const struct active_io *a, struct task_struct *task, struct sock *sk) {
+  struct record *s = record_start(SOCK_EVENT_DATA, task, a->fd);
+  if (!s) return 0;
+  struct sock_event *ev = &s->ev;
+  fill_tuple(ev, sk);
+  ev->syscall = a->syscall;
+  ev->direction = a->direction;
+  ev->ts_ns = a->ts_ns;
+  struct sock_trace_config *cfg = get_config();
+  __u32 cap = cfg ? cfg->cap_bytes : 0;
+  if (cap > SOCK_TRACE_MAX_CAP) cap = SOCK_TRACE_MAX_CAP;
+  __u64 len = (__u64)ret;
+  if (a->syscall == SYS_WRITEV || a->syscall == SYS_READV) ev->cap_len = copy_iov(s, a->buf, a->vlen, len, cap);
+  else ev->cap_len = copy_user(s, 0, a->buf, len, cap);
+  ev->syscall_len = (__u32)len;
+  submit(s);
+  return 0;
+}
+#endif
+
 /* x86-64 syscall numbers, as pt_regs->orig_ax holds them. */
 #define NR_read 0
 #define NR_write 1
@@ -822,6 +870,21 @@ static __always_inline int report_send(long ret, __u8 sys, __u32 fd, struct task
  * entry of ours; a sendmmsg is reported at its exit). */
 SEC("tp_btf/sock_send_length")
 int BPF_PROG(sock_sent, struct sock *sk, int ret, int flags) {
+#if defined(VARIANT_HOOKS_ONLY)
+  return 0;
+#elif defined(VARIANT_FLOOR)
+  if (ret <= 0 || !is_inet_sock(sk)) return 0;
+  struct task_struct *task = bpf_get_current_task_btf();
+  struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(task);
+  struct active_io a = { .buf = regs->si, .fd = (__u32)regs->di, .direction = SOCK_DIR_EGRESS };
+  if (regs->orig_ax == NR_write) a.syscall = SYS_WRITE;
+  else if (regs->orig_ax == NR_writev) { a.syscall = SYS_WRITEV; a.vlen = (__u32)regs->dx; }
+  else return 0;
+  __u32 zero = 0;
+  __u64 *entry_ts = bpf_map_lookup_elem(&floor_entry_ts, &zero);
+  a.ts_ns = entry_ts ? *entry_ts : 0;
+  return floor_report(ret, &a, task, sk);
+#else
   if (ret <= 0 || !is_inet_sock(sk)) return 0;
   struct task_struct *task = bpf_get_current_task_btf();
   if (compat_syscall(task)) return 0;
@@ -834,6 +897,7 @@ int BPF_PROG(sock_sent, struct sock *sk, int ret, int flags) {
   case NR_sendmsg: sys = SYS_SENDMSG; break;
   }
   return report_send(ret, sys, (__u32)regs->di, task, sk, false);
+#endif
 }
 
 /* A receive has no entry program: its arguments are still in the registers the syscall saved
@@ -856,6 +920,18 @@ static __always_inline int report_recv(long ret, __u8 sys, struct task_struct *t
 
 SEC("tp_btf/sock_recv_length")
 int BPF_PROG(sock_received, struct sock *sk, int ret, int flags) {
+#if defined(VARIANT_HOOKS_ONLY)
+  return 0;
+#elif defined(VARIANT_FLOOR)
+  if (ret <= 0 || !is_inet_sock(sk)) return 0;
+  struct task_struct *task = bpf_get_current_task_btf();
+  struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(task);
+  struct active_io a = { .buf = regs->si, .fd = (__u32)regs->di, .direction = SOCK_DIR_INGRESS, .ts_ns = bpf_ktime_get_ns() };
+  if (regs->orig_ax == NR_read) a.syscall = SYS_READ;
+  else if (regs->orig_ax == NR_readv) { a.syscall = SYS_READV; a.vlen = (__u32)regs->dx; }
+  else return 0;
+  return floor_report(ret, &a, task, sk);
+#else
   if (ret <= 0 || !is_inet_sock(sk)) return 0;
   struct task_struct *task = bpf_get_current_task_btf();
   struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(task);
@@ -866,6 +942,7 @@ int BPF_PROG(sock_received, struct sock *sk, int ret, int flags) {
   }
   if (sys == 0 || compat_syscall(task)) return 0;
   return report_recv(ret, sys, task, regs, sk, false);
+#endif
 }
 
 /* Reports at a syscall exit: recvfrom, recvmsg and the mmsg calls (one report per syscall, one
