@@ -26,7 +26,13 @@ module.exports = {
     min_uptime: '5s',
     exp_backoff_restart_delay: 200,
     max_memory_restart: memory,
-    kill_timeout: 5000,
+    // A service bounds its own stop: at most 4 s for the end of the stream, then 10 s before it
+    // exits regardless; capture also waits for the kernel to detach the eBPF programs (about
+    // 3.5 s). pm2 kills only one that has overrun all of that.
+    kill_timeout: 15000,
+    // No @pm2/io in the services: they export their own metrics, and its timers would keep a
+    // finished service alive.
+    pmx: false,
     merge_logs: true,
     time: false,
     env: { FLOWTAP_CONFIG: config, NODE_ENV: 'production' },

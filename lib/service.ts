@@ -24,6 +24,15 @@ export class ServiceContext {
   readonly replay = process.env.FLOWTAP_MODE === 'replay';
   /** Set by SIGTERM/SIGINT: finish the stream (flush, forward END_OF_STREAM) and exit. */
   draining = false;
+  /**
+   * True from the moment every upstream has ended the stream (and this stage has flushed and
+   * passed END_OF_STREAM on) until anything arrives again. pm2 stops the services one after
+   * another, upstream first: a stage then ends its stream before its own signal comes, and must
+   * not wait for a second END_OF_STREAM that no upstream will send.
+   */
+  streamEnded = false;
+  /** Ends a stage's receive loop (closes its inlet); set while the loop runs. */
+  stopReceiving: (() => void) | undefined;
   private readonly outlets = new Map<ServiceName, Outlet>();
 
   constructor(readonly name: ServiceName, readonly config: Config) {
@@ -146,10 +155,19 @@ export async function runService(def: ServiceDefinition): Promise<void> {
   // Exit by letting the event loop run dry rather than by process.exit(): ZeroMQ delivers what is
   // still queued (linger -1) when its context ends with the process, and process.exit() can cut
   // that short. A handle left open by mistake must not keep a finished service alive, though.
+  let drainTimer: NodeJS.Timeout | undefined;
+  let exiting = false;
   const exit = () => {
+    if (exiting) return;
+    exiting = true;
+    clearTimeout(drainTimer);
     ctx.closeOutlets();
     metrics.close();
-    if (process.connected) process.disconnect();
+    // The parent's IPC channel must not keep a finished service alive. Unref it rather than
+    // disconnect: under pm2 its metrics module (@pm2/io) calls process.exit(1) on its next send
+    // over a disconnected channel, which reported every stop as a failure and could cut the
+    // ZeroMQ delivery short.
+    process.channel?.unref();
     setTimeout(() => {
       log.warn('still running 10 s after the end; exiting');
       process.exit(0);
@@ -163,13 +181,20 @@ export async function runService(def: ServiceDefinition): Promise<void> {
     ctx.draining = true;
     log.info('stopping: draining the stream', { signal });
     const source = stage !== undefined && 'stop' in stage;
-    setTimeout(() => {
+    drainTimer = setTimeout(() => {
       log.warn(source ? 'could not send everything held before the drain timeout; exiting'
         : 'no end of stream from upstream in time; exiting with data still held', { timeout_ms: DRAIN_TIMEOUT_MS });
+      ctx.stopReceiving?.();
       exit();
     }, DRAIN_TIMEOUT_MS).unref();
     if (stage && 'stop' in stage) {
-      stage.stop().then(exit, (err) => fail(log, def.name, err, 1));
+      stage.stop().then(() => {
+        log.info('drained; exiting');
+        exit();
+      }, (err) => fail(log, def.name, err, 1));
+    } else if (ctx.streamEnded) {
+      log.info('the stream had already ended upstream and was flushed');
+      ctx.stopReceiving?.();
     }
   };
   process.once('SIGTERM', () => stop('SIGTERM'));
@@ -215,6 +240,7 @@ async function receiveLoop(ctx: ServiceContext, stage: Partial<StageHandlers>): 
   const { config, log, metrics } = ctx;
   const inlet = new Inlet(endpointOf(config.runtime_dir, ctx.name), config.transport.high_water_mark);
   await inlet.bind();
+  ctx.stopReceiving = () => inlet.close();
   ctx.tellParent({ type: 'ready', service: ctx.name });
   const clock = new Watermark(UPSTREAMS[ctx.name]);
   let malformed = 0;
@@ -228,6 +254,7 @@ async function receiveLoop(ctx: ServiceContext, stage: Partial<StageHandlers>): 
   for await (const { kind, body } of inlet.messages()) {
     const label = { kind: kindName(kind) };
     metrics.batchesIn.inc(label);
+    ctx.streamEnded = false;
     if (kind === Kind.CONTROL) {
       let control: flowtap.Control;
       try {
@@ -251,6 +278,7 @@ async function receiveLoop(ctx: ServiceContext, stage: Partial<StageHandlers>): 
       await ctx.broadcastControl(flowtap.Control.Kind.END_OF_STREAM, control.time_us);
       clock.reset();
       if (ctx.replay || ctx.draining) break;
+      ctx.streamEnded = true;
       continue;
     }
     const endTimer = metrics.batchSeconds.startTimer(label);
@@ -262,5 +290,6 @@ async function receiveLoop(ctx: ServiceContext, stage: Partial<StageHandlers>): 
     }
     endTimer();
   }
+  ctx.stopReceiving = undefined;
   inlet.close();
 }

@@ -73,7 +73,8 @@ export class Inlet {
     }
   }
 
+  /** Ends messages() (its loop returns); safe to call twice. */
   close(): void {
-    this.socket.close();
+    if (!this.socket.closed) this.socket.close();
   }
 }

@@ -111,6 +111,7 @@ function startLive(ctx: ServiceContext, decoder: FrameDecoder, batch: PacketBatc
 
   live.start();
   ctx.log.info('live capture started', { interfaces: live.openInterfaces });
+  // Neither timer may keep a stopped capture alive (the open sockets and /metrics keep a running one).
   setInterval(() => {
     if (ctx.draining) return;
     try {
@@ -118,7 +119,7 @@ function startLive(ctx: ServiceContext, decoder: FrameDecoder, batch: PacketBatc
     } catch (err) {
       ctx.log.error('interface rescan failed', { error: (err as Error).message });
     }
-  }, RESCAN_INTERVAL_MS);
+  }, RESCAN_INTERVAL_MS).unref();
   // Ticks tell downstreams how far packet time has got (lib/watermark.ts): the newest packet
   // sent while packets flow; with no packets packet time stands still, so wall-clock time then
   // lets windows and timeouts move on.
@@ -127,7 +128,7 @@ function startLive(ctx: ServiceContext, decoder: FrameDecoder, batch: PacketBatc
     if (ctx.draining) return;
     const timeUs = live.idleMs() < tickMs ? sentUpToUs : Date.now() * 1000;
     if (timeUs > 0) void ctx.broadcastControl(flowtap.Control.Kind.TICK, timeUs);
-  }, tickMs);
+  }, tickMs).unref();
   return live;
 }
 

@@ -3,7 +3,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import test from 'ava';
+import test, { ExecutionContext } from 'ava';
 import { corpusFile } from '../support/tshark';
 
 const ROOT = path.resolve(__dirname, '..', '..', '..');
@@ -22,29 +22,35 @@ async function fetchText(url: string): Promise<string | undefined> {
   }
 }
 
-test('pm2 runs the five services from ecosystem.config.js and Prometheus scrapes each /metrics', async (t) => {
+/** A pm2 of its own (PM2_HOME in a temp dir) for a config whose `capture:` section is given. */
+function pm2Setup(t: ExecutionContext, basePort: number, capture: string[]) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'flowtap-pm2-'));
-  const ports = Object.fromEntries(SERVICES.map((s, i) => [s, BASE_PORT + i]));
+  const ports = Object.fromEntries(SERVICES.map((s, i) => [s, basePort + i]));
   const config = path.join(dir, 'flowtap.yaml');
   fs.writeFileSync(config, [
     `runtime_dir: ${path.join(dir, 'run')}`,
     'metrics:',
     `  ports: ${JSON.stringify(ports)}`,
     'capture:',
-    '  source: file',
-    `  file: ${corpusFile('http1/zeek/methods.pcap')}`,
+    ...capture.map((line) => `  ${line}`),
     'sender:',
     `  output_dir: ${path.join(dir, 'data')}`,
     '',
   ].join('\n'));
-  const env = { ...process.env, PM2_HOME: path.join(dir, 'pm2'), FLOWTAP_CONFIG: config };
+  const home = path.join(dir, 'pm2');
+  const env = { ...process.env, PM2_HOME: home, FLOWTAP_CONFIG: config };
   const pm2 = (...args: string[]) => execFileSync(PM2, args, { env, cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-  let prometheus: ReturnType<typeof spawn> | undefined;
   t.teardown(() => {
-    prometheus?.kill('SIGKILL');
     try { pm2('kill'); } catch { /* already gone */ }
     fs.rmSync(dir, { recursive: true, force: true });
   });
+  return { dir, ports, home, pm2 };
+}
+
+test.serial('pm2 runs the five services from ecosystem.config.js and Prometheus scrapes each /metrics', async (t) => {
+  const { dir, ports, pm2 } = pm2Setup(t, BASE_PORT, ['source: file', `file: ${corpusFile('http1/zeek/methods.pcap')}`]);
+  let prometheus: ReturnType<typeof spawn> | undefined;
+  t.teardown(() => prometheus?.kill('SIGKILL'));
 
   pm2('start', path.join(ROOT, 'ecosystem.config.js'));
   const list = JSON.parse(pm2('jlist')) as Array<{ name: string; pm2_env: { status: string; max_memory_restart?: number } }>;
@@ -94,4 +100,40 @@ test('pm2 runs the five services from ecosystem.config.js and Prometheus scrapes
   t.true(up.every((r) => r.value[1] === '1'), `every target is up: ${JSON.stringify(up)}`);
   const drops = await fetchText(`http://127.0.0.1:${promPort}/api/v1/query?query=flowtap_batches_in_total`);
   t.truthy(drops && JSON.parse(drops).data.result.length > 0, 'Prometheus stored flowtap series');
+});
+
+// pm2 stops the services one after another, upstream first, so each stage sees the end of the
+// stream before its own signal; and a live capture with the eBPF tracer takes seconds to exit
+// while the kernel detaches its programs. Every service must still drain and exit 0 on its own,
+// none killed by pm2, and the flows seen before the stop must reach the sender.
+test.serial('pm2 stop of a live capture: every service drains and exits 0, and the flows before the stop are written', async (t) => {
+  t.timeout(90_000);
+  const { dir, ports, home, pm2 } = pm2Setup(t, BASE_PORT + 5, ['source: live', 'interfaces: [lo]']);
+  pm2('start', path.join(ROOT, 'ecosystem.config.js'));
+  let capture: string | undefined;
+  for (let i = 0; i < 100 && !/flowtap_held_items\{what="interfaces_open"[^}]*\} 1/.test(capture ?? ''); i++) {
+    await sleep(100);
+    capture = await fetchText(`http://127.0.0.1:${ports.capture}/metrics`);
+  }
+  t.regex(capture ?? '', /flowtap_held_items\{what="interfaces_open"[^}]*\} 1/, 'capturing on lo');
+  const ebpf = /flowtap_ebpf_packet_only\S* 0/.test(capture ?? '');
+  t.log(ebpf ? 'with the eBPF socket tracer' : 'packet-only (no eBPF on this machine)');
+  // Traffic on lo that the capture sees: a few scrapes of flow's /metrics, one TCP connection each.
+  for (let i = 0; i < 3; i++) t.truthy(await fetchText(`http://127.0.0.1:${ports.flow}/metrics`));
+  await sleep(500);
+
+  pm2('stop', path.join(ROOT, 'ecosystem.config.js'));
+  const log = fs.readFileSync(path.join(home, 'pm2.log'), 'utf8');
+  for (const svc of SERVICES) {
+    t.regex(log, new RegExp(`App \\[flowtap-${svc}:\\d+\\] exited with code \\[0\\]`), `${svc} exited 0`);
+    const own = fs.readdirSync(path.join(home, 'logs')).filter((f) => f.startsWith(`flowtap-${svc}-`))
+      .map((f) => fs.readFileSync(path.join(home, 'logs', f), 'utf8')).join('');
+    t.regex(own, /"msg":"drained; exiting"/, `${svc} drained`);
+    t.notRegex(own, /drain timeout|no end of stream from upstream in time|still running 10 s/, `${svc} needed no timeout`);
+  }
+  t.notRegex(log, /SIGKILL/, 'pm2 killed no service');
+  t.notRegex(log, /exited with code \[[1-9]/, 'no service failed');
+  const flows = fs.readFileSync(path.join(dir, 'data', 'l4_flow_log.jsonl'), 'utf8').split('\n').filter(Boolean)
+    .map((l) => JSON.parse(l) as { server_port?: number });
+  t.true(flows.some((f) => f.server_port === ports.flow), `the scrapes' flows were written at the stop (${flows.length} flows)`);
 });
