@@ -809,29 +809,6 @@ static __always_inline int emit_io(long ret, const struct active_io *a, struct t
   return 0;
 }
 
-#ifdef VARIANT_FLOOR
-/* The least a report can do: no thread state, socket map, trace id, pid filter or TLS check; the
- * header, the tuple from the hook's socket, the stamp and the payload. */
-static __always_inline int floor_report(long ret, const struct active_io *a, struct task_struct *task, struct sock *sk) {
-  struct record *s = record_start(SOCK_EVENT_DATA, task, a->fd);
-  if (!s) return 0;
-  struct sock_event *ev = &s->ev;
-  fill_tuple(ev, sk);
-  ev->syscall = a->syscall;
-  ev->direction = a->direction;
-  ev->ts_ns = a->ts_ns;
-  struct sock_trace_config *cfg = get_config();
-  __u32 cap = cfg ? cfg->cap_bytes : 0;
-  if (cap > SOCK_TRACE_MAX_CAP) cap = SOCK_TRACE_MAX_CAP;
-  __u64 len = (__u64)ret;
-  if (a->syscall == SYS_WRITEV || a->syscall == SYS_READV) ev->cap_len = copy_iov(s, a->buf, a->vlen, len, cap);
-  else ev->cap_len = copy_user(s, 0, a->buf, len, cap);
-  ev->syscall_len = (__u32)len;
-  submit(s);
-  return 0;
-}
-#endif
-
 /* x86-64 syscall numbers, as pt_regs->orig_ax holds them. */
 #define NR_read 0
 #define NR_write 1
@@ -854,6 +831,55 @@ static __always_inline bool compat_syscall(struct task_struct *task) {
   return task->thread_info.status & TS_COMPAT;
 }
 
+#ifdef VARIANT_FLOOR
+/* The least a report can do: no thread state, socket map, trace id, pid filter or TLS check; the
+ * header, the tuple from the hook's socket, the stamp and the payload. */
+static __always_inline int floor_report(long ret, const struct active_io *a, struct task_struct *task, struct sock *sk) {
+  struct record *s = record_start(SOCK_EVENT_DATA, task, a->fd);
+  if (!s) return 0;
+  struct sock_event *ev = &s->ev;
+  fill_tuple(ev, sk);
+  ev->syscall = a->syscall;
+  ev->direction = a->direction;
+  ev->ts_ns = a->ts_ns;
+  struct sock_trace_config *cfg = get_config();
+  __u32 cap = cfg ? cfg->cap_bytes : 0;
+  if (cap > SOCK_TRACE_MAX_CAP) cap = SOCK_TRACE_MAX_CAP;
+  __u64 len = (__u64)ret;
+  if (a->syscall == SYS_WRITEV || a->syscall == SYS_READV) ev->cap_len = copy_iov(s, a->buf, a->vlen, len, cap);
+  else ev->cap_len = copy_user(s, 0, a->buf, len, cap);
+  ev->syscall_len = (__u32)len;
+  submit(s);
+  return 0;
+}
+
+/* A sock_send_length (egress) or sock_recv_length (ingress) hit of the floor variant: write and
+ * writev, or read and readv, with their arguments from the saved registers. */
+static __always_inline int floor_hit(struct sock *sk, int ret, __u8 direction) {
+  if (ret <= 0 || !is_inet_sock(sk)) return 0;
+  struct task_struct *task = bpf_get_current_task_btf();
+  struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(task);
+  bool egress = direction == SOCK_DIR_EGRESS;
+  struct active_io a = { .buf = regs->si, .fd = (__u32)regs->di, .direction = direction };
+  if (regs->orig_ax == (egress ? NR_write : NR_read)) {
+    a.syscall = egress ? SYS_WRITE : SYS_READ;
+  } else if (regs->orig_ax == (egress ? NR_writev : NR_readv)) {
+    a.syscall = egress ? SYS_WRITEV : SYS_READV;
+    a.vlen = (__u32)regs->dx;
+  } else {
+    return 0;
+  }
+  if (egress) {
+    __u32 zero = 0;
+    __u64 *entry_ts = bpf_map_lookup_elem(&floor_entry_ts, &zero);
+    a.ts_ns = entry_ts ? *entry_ts : 0;
+  } else {
+    a.ts_ns = bpf_ktime_get_ns();
+  }
+  return floor_report(ret, &a, task, sk);
+}
+#endif
+
 /* A send's report, where its bytes are known: `sys` and `fd` name the syscall that moved them
  * (0 when it is none of ours); it must be the one whose entry the thread's state remembers. */
 static __always_inline int report_send(long ret, __u8 sys, __u32 fd, struct task_struct *task, struct sock *sk, const bool mmsg) {
@@ -873,17 +899,7 @@ int BPF_PROG(sock_sent, struct sock *sk, int ret, int flags) {
 #if defined(VARIANT_HOOKS_ONLY)
   return 0;
 #elif defined(VARIANT_FLOOR)
-  if (ret <= 0 || !is_inet_sock(sk)) return 0;
-  struct task_struct *task = bpf_get_current_task_btf();
-  struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(task);
-  struct active_io a = { .buf = regs->si, .fd = (__u32)regs->di, .direction = SOCK_DIR_EGRESS };
-  if (regs->orig_ax == NR_write) a.syscall = SYS_WRITE;
-  else if (regs->orig_ax == NR_writev) { a.syscall = SYS_WRITEV; a.vlen = (__u32)regs->dx; }
-  else return 0;
-  __u32 zero = 0;
-  __u64 *entry_ts = bpf_map_lookup_elem(&floor_entry_ts, &zero);
-  a.ts_ns = entry_ts ? *entry_ts : 0;
-  return floor_report(ret, &a, task, sk);
+  return floor_hit(sk, ret, SOCK_DIR_EGRESS);
 #else
   if (ret <= 0 || !is_inet_sock(sk)) return 0;
   struct task_struct *task = bpf_get_current_task_btf();
@@ -923,14 +939,7 @@ int BPF_PROG(sock_received, struct sock *sk, int ret, int flags) {
 #if defined(VARIANT_HOOKS_ONLY)
   return 0;
 #elif defined(VARIANT_FLOOR)
-  if (ret <= 0 || !is_inet_sock(sk)) return 0;
-  struct task_struct *task = bpf_get_current_task_btf();
-  struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(task);
-  struct active_io a = { .buf = regs->si, .fd = (__u32)regs->di, .direction = SOCK_DIR_INGRESS, .ts_ns = bpf_ktime_get_ns() };
-  if (regs->orig_ax == NR_read) a.syscall = SYS_READ;
-  else if (regs->orig_ax == NR_readv) { a.syscall = SYS_READV; a.vlen = (__u32)regs->dx; }
-  else return 0;
-  return floor_report(ret, &a, task, sk);
+  return floor_hit(sk, ret, SOCK_DIR_INGRESS);
 #else
   if (ret <= 0 || !is_inet_sock(sk)) return 0;
   struct task_struct *task = bpf_get_current_task_btf();
