@@ -223,6 +223,14 @@ static __always_inline struct sock_trace_config *get_config(void) {
   return bpf_map_lookup_elem(&trace_config, &zero);
 }
 
+/* Payload bytes to copy per event: the loader's cap_bytes, bounded for the verifier. */
+static __always_inline __u32 capture_cap(void) {
+  struct sock_trace_config *cfg = get_config();
+  __u32 cap = cfg ? cfg->cap_bytes : 0;
+  if (cap > SOCK_TRACE_MAX_CAP) cap = SOCK_TRACE_MAX_CAP;
+  return cap;
+}
+
 /* pid_tgid of `task` (the current task): loads through its BTF pointer instead of another helper
  * call, since every call and return costs more than the loads under this kernel's mitigations. */
 static __always_inline __u64 task_pid_tgid(const struct task_struct *task) {
@@ -778,9 +786,7 @@ static __always_inline int emit_io(long ret, const struct active_io *a, struct t
 
   set_trace_id(ev, st, a->direction, a->fd);
 
-  struct sock_trace_config *cfg = get_config();
-  __u32 cap = cfg ? cfg->cap_bytes : 0;
-  if (cap > SOCK_TRACE_MAX_CAP) cap = SOCK_TRACE_MAX_CAP;
+  __u32 cap = capture_cap();
   __u64 len = (__u64)ret;
   switch (a->syscall) {
   case SYS_READV:
@@ -842,9 +848,7 @@ static __always_inline int floor_report(long ret, const struct active_io *a, str
   ev->syscall = a->syscall;
   ev->direction = a->direction;
   ev->ts_ns = a->ts_ns;
-  struct sock_trace_config *cfg = get_config();
-  __u32 cap = cfg ? cfg->cap_bytes : 0;
-  if (cap > SOCK_TRACE_MAX_CAP) cap = SOCK_TRACE_MAX_CAP;
+  __u32 cap = capture_cap();
   __u64 len = (__u64)ret;
   if (a->syscall == SYS_WRITEV || a->syscall == SYS_READV) ev->cap_len = copy_iov(s, a->buf, a->vlen, len, cap);
   else ev->cap_len = copy_user(s, 0, a->buf, len, cap);
@@ -1213,9 +1217,7 @@ static __always_inline int tls_exit(struct pt_regs *ctx) {
     ev->syscall = SYS_SSL_WRITE;
     ev->ts_ns = c.ts_ns;
     set_trace_id(ev, st, SOCK_DIR_EGRESS, 0);
-    struct sock_trace_config *cfg = get_config();
-    __u32 cap = cfg ? cfg->cap_bytes : 0;
-    if (cap > SOCK_TRACE_MAX_CAP) cap = SOCK_TRACE_MAX_CAP;
+    __u32 cap = capture_cap();
     ev->cap_len = copy_user(s, 0, c.buf, len, cap);
     ev->syscall_len = len > 0xffffffffULL ? 0xffffffff : (__u32)len;
     if (bpf_map_update_elem(&tls_pending, &pid_tgid, s, BPF_ANY)) count(CNT_TLS_NO_FD);
@@ -1245,9 +1247,7 @@ static __always_inline int tls_exit(struct pt_regs *ctx) {
   ev->syscall = c.direction == SOCK_DIR_EGRESS ? SYS_SSL_WRITE : SYS_SSL_READ;
   ev->ts_ns = c.direction == SOCK_DIR_EGRESS ? c.ts_ns : bpf_ktime_get_ns();
   set_trace_id(ev, st, c.direction, (__u32)fd);
-  struct sock_trace_config *cfg = get_config();
-  __u32 cap = cfg ? cfg->cap_bytes : 0;
-  if (cap > SOCK_TRACE_MAX_CAP) cap = SOCK_TRACE_MAX_CAP;
+  __u32 cap = capture_cap();
   ev->cap_len = copy_user(s, 0, c.buf, len, cap);
   ev->syscall_len = len > 0xffffffffULL ? 0xffffffff : (__u32)len;
   tls_submit(t);
